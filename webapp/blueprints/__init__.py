@@ -1,0 +1,1 @@
+"""One blueprint per area; `create_app` registers them."""

@@ -1,0 +1,132 @@
+"""Configuration: defaults, then the environment, then an explicit mapping (tests).
+
+Every variable read here is documented in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ENVIRONMENTS = ("development", "test", "production")
+
+
+class ConfigError(RuntimeError):
+    """The app cannot start with this configuration; the message says what to set."""
+
+
+def _env_flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def from_environment() -> dict[str, Any]:
+    """Read the settings the environment provides; unset variables are left out."""
+    env = os.environ.get("MODELDESK_ENV", "development").strip() or "development"
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"MODELDESK_ENV must be one of {', '.join(ENVIRONMENTS)}, got {env!r}")
+    settings: dict[str, Any] = {"MODELDESK_ENV": env}
+    passthrough = {
+        "DATABASE_URL": "SQLALCHEMY_DATABASE_URI",
+        "SECRET_KEY": "SECRET_KEY",
+        "MODELDESK_ENCRYPTION_KEY": "MODELDESK_ENCRYPTION_KEY",
+        "MOCK_LLM_BASE_URL": "MOCK_LLM_BASE_URL",
+        "OPENROUTER_HTTP_REFERER": "OPENROUTER_HTTP_REFERER",
+        "OPENROUTER_X_TITLE": "OPENROUTER_X_TITLE",
+    }
+    for variable, key in passthrough.items():
+        value = os.environ.get(variable, "").strip()
+        if value:
+            settings[key] = value
+    if "MOCK_LLM_ENABLED" in os.environ:
+        settings["MOCK_LLM_ENABLED"] = _env_flag(os.environ["MOCK_LLM_ENABLED"])
+    if "MOCK_LLM_STREAM_DELAY" in os.environ:
+        settings["MOCK_LLM_STREAM_DELAY"] = _env_float("MOCK_LLM_STREAM_DELAY", 0.02)
+    return settings
+
+
+def defaults(env: str, instance_path: str) -> dict[str, Any]:
+    """Defaults that depend on the environment (mock on outside production, no delay in test)."""
+    return {
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{Path(instance_path) / 'modeldesk.sqlite3'}",
+        "MOCK_LLM_ENABLED": env != "production",
+        "MOCK_LLM_STREAM_DELAY": 0.0 if env == "test" else 0.02,
+        "MOCK_LLM_BASE_URL": "http://127.0.0.1:5000",
+        "LLM_REQUEST_TIMEOUT": 60.0,
+        "LLM_CONNECT_TIMEOUT": 5.0,
+        "LLM_MAX_RETRIES": 0,
+    }
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the common `postgres://` and `postgresql://` forms and use the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def instance_secret(instance_path: str, filename: str) -> str:
+    """A random secret generated once and kept in the instance folder (mode 0600).
+
+    Development only: it lets the quickstart run with no set-up while keeping sessions and
+    encrypted API keys readable across restarts.
+    """
+    path = Path(instance_path) / filename
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    # O_EXCL: two processes starting at once must not each write a different key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+REQUIRED_IN_PRODUCTION = {
+    "SECRET_KEY": "SECRET_KEY is not set: set it to a long random string "
+    "(python -c 'import secrets; print(secrets.token_urlsafe(32))')",
+    "MODELDESK_ENCRYPTION_KEY": "MODELDESK_ENCRYPTION_KEY is not set: set it to a long random "
+    "string that encrypts provider API keys (keep it; stored keys need it to decrypt)",
+}
+
+
+def finalize(settings: dict[str, Any], instance_path: str) -> dict[str, Any]:
+    """Fill in secrets (generated in development/test, required in production)."""
+    env = settings["MODELDESK_ENV"]
+    for key, message in REQUIRED_IN_PRODUCTION.items():
+        if settings.get(key):
+            continue
+        if env == "production":
+            raise ConfigError(message)
+        settings[key] = instance_secret(instance_path, key.lower())
+    settings["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(
+        settings["SQLALCHEMY_DATABASE_URI"]
+    )
+    return settings
+
+
+def build(instance_path: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults ← environment ← overrides, then secrets."""
+    settings = from_environment()
+    if overrides and "MODELDESK_ENV" in overrides:
+        settings["MODELDESK_ENV"] = overrides["MODELDESK_ENV"]
+    env = settings["MODELDESK_ENV"]
+    merged = {**defaults(env, instance_path), **settings, **dict(overrides or {})}
+    return finalize(merged, instance_path)

@@ -1,0 +1,142 @@
+"""Per-field validation shared by the models, and the flush hook that enforces it.
+
+Every model has `validation_errors() -> dict[str, list[str]]`. A flush of an invalid
+instance raises `ValidationError`, so no path (views, CLI, seeds, scripts) stores bad data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+Errors = dict[str, list[str]]
+
+RESERVED_OPTION_KEYS = frozenset(
+    {"model", "messages", "tools", "tool_choice", "response_format", "stream", "stream_options"}
+)
+
+# RFC 9110 field-name token characters.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_HEADER_VALUE_FORBIDDEN = re.compile(r"[\r\n\x00]")
+
+
+class ValidationError(ValueError):
+    """Raised when invalid data would be written; `.errors` maps field → messages."""
+
+    def __init__(self, errors: Errors) -> None:
+        self.errors = errors
+        summary = "; ".join(f"{field} {', '.join(msgs)}" for field, msgs in errors.items())
+        super().__init__(summary or "invalid")
+
+
+class Validatable(Protocol):
+    def validation_errors(self) -> Errors: ...
+
+
+def add(errors: Errors, field: str, message: str) -> None:
+    errors.setdefault(field, []).append(message)
+
+
+def normalize_key(value: str | None) -> str | None:
+    """Strip and lower-case a locator key; a blank key is no key."""
+    if value is None:
+        return None
+    normalized = str(value).strip().lower()
+    return normalized or None
+
+
+def strip_text(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
+
+
+def check_present(errors: Errors, field: str, value: Any) -> None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        add(errors, field, "can't be blank")
+
+
+def check_max_length(errors: Errors, field: str, value: str | None, limit: int) -> None:
+    if isinstance(value, str) and len(value) > limit:
+        add(errors, field, f"is too long (at most {limit} characters)")
+
+
+def check_non_negative_int(errors: Errors, field: str, value: Any, *, nullable: bool) -> None:
+    if value is None:
+        if not nullable:
+            add(errors, field, "can't be blank")
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        add(errors, field, "must be a whole number")
+    elif value < 0:
+        add(errors, field, "must be greater than or equal to 0")
+    elif value > 2**31 - 1:
+        add(errors, field, "is too large")
+
+
+def check_http_url(errors: Errors, field: str, value: str | None) -> None:
+    if not value:
+        return
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        add(errors, field, "must be an http(s) URL")
+        return
+    if parts.scheme not in ("http", "https") or not parts.hostname or re.search(r"\s", value):
+        add(errors, field, "must be an http(s) URL")
+    elif parts.query or parts.fragment:
+        add(errors, field, "must not have a query string or fragment")
+
+
+def check_api_prefix(errors: Errors, field: str, value: str | None) -> None:
+    if value is None:
+        add(errors, field, "can't be null (use an empty string for no prefix)")
+    elif value and (not value.startswith("/") or re.search(r"[\s?#]", value)):
+        add(errors, field, "must be empty or a path starting with /")
+
+
+def check_headers(errors: Errors, field: str, value: Any) -> None:
+    if not isinstance(value, dict):
+        add(errors, field, "must be a JSON object")
+        return
+    for name, header_value in value.items():
+        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+            add(errors, field, f"has an invalid header name: {name!r}")
+        elif not isinstance(header_value, str):
+            add(errors, field, f"value of {name} must be a string")
+        elif _HEADER_VALUE_FORBIDDEN.search(header_value):
+            add(errors, field, f"value of {name} must not contain CR, LF or NUL")
+
+
+def check_options(errors: Errors, field: str, value: Any) -> None:
+    if not isinstance(value, dict):
+        add(errors, field, "must be a JSON object")
+        return
+    reserved = sorted(k for k in value if k in RESERVED_OPTION_KEYS)
+    if reserved:
+        add(errors, field, f"contains reserved keys: {', '.join(reserved)}")
+
+
+def check_boolean(errors: Errors, field: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        add(errors, field, "must be true or false")
+
+
+def validate_objects(objects: Iterable[object]) -> None:
+    for obj in objects:
+        validator = getattr(obj, "validation_errors", None)
+        if validator is None:
+            continue
+        errors = validator()
+        if errors:
+            raise ValidationError(errors)
+
+
+@event.listens_for(Session, "before_flush")
+def _validate_before_flush(session: Session, _context: Any, _instances: Any) -> None:
+    # Uniqueness checks query the database: no autoflush inside the flush.
+    with session.no_autoflush:
+        validate_objects(list(session.new) + [o for o in session.dirty if session.is_modified(o)])

@@ -1,0 +1,1 @@
+"""Services: plain functions used by the views, the CLI and the tests alike."""
