@@ -246,6 +246,21 @@ def seed_mock(session: Session, report: SeedReport, base_url: str) -> None:
     )
 
 
+def _lock_for_writing(session: Session) -> None:
+    """On SQLite, take the write lock up front.
+
+    A deferred SQLite transaction that reads and then writes deadlocks against another
+    writer ("database is locked") instead of waiting; BEGIN IMMEDIATE makes a second run
+    wait for the first. PostgreSQL needs nothing: savepoints and unique constraints settle
+    a race there.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    if not connection.connection.driver_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def seed_llm(session: Session, settings: Mapping[str, Any]) -> SeedReport:
     """Create whatever of the LLM seed data is missing; commit; report what happened.
 
@@ -253,6 +268,7 @@ def seed_llm(session: Session, settings: Mapping[str, Any]) -> SeedReport:
     MOCK_LLM_BASE_URL and OPENROUTER_* fill in provider fields.
     """
     report = SeedReport()
+    _lock_for_writing(session)
     for name, base_url, api_prefix in PROVIDERS:
         headers = openrouter_headers(settings) if name == OPENROUTER else None
         provider = _seed_provider(session, report, name, base_url, api_prefix, headers)

@@ -8,6 +8,7 @@ TEST_DATABASE_URL names another one, e.g. postgresql://postgres@127.0.0.1:5432/m
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from flask_migrate import upgrade
 from sqlalchemy import MetaData, text
+from werkzeug.serving import make_server
 
 from webapp import create_app
 from webapp.extensions import db as _db
@@ -98,3 +100,38 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def runner(app: Flask) -> FlaskCliRunner:
     return app.test_cli_runner()
+
+
+class LiveServer:
+    """The app served by a real threaded HTTP server on a free loopback port."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.port = self._server.server_port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> LiveServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join(timeout=5)
+
+
+@pytest.fixture
+def live_server(app: Flask, tmp_path: Any) -> Iterator[LiveServer]:
+    """A second app on the same database, served over HTTP (streaming, SDK, browser tests).
+
+    Its mock provider base URL is its own address, as in development.
+    """
+    served = create_app(make_config(app.config["SQLALCHEMY_DATABASE_URI"], str(tmp_path)))
+    server = LiveServer(served)
+    served.config["MOCK_LLM_BASE_URL"] = server.url
+    server.start()
+    yield server
+    server.stop()
+    with served.app_context():
+        _db.engine.dispose()

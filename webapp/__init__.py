@@ -40,9 +40,11 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp.blueprints import health
+    from webapp.blueprints import health, mock_llm
 
     app.register_blueprint(health.bp)
+    if app.config["MOCK_LLM_ENABLED"]:
+        app.register_blueprint(mock_llm.bp)
 
 
 def register_commands(app: Flask) -> None:
@@ -53,8 +55,10 @@ def register_commands(app: Flask) -> None:
 
 @event.listens_for(Engine, "connect")
 def _enable_sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
-    # SQLite ignores ON DELETE CASCADE unless foreign keys are switched on per connection.
+    # SQLite ignores ON DELETE CASCADE unless foreign keys are switched on per connection;
+    # WAL lets page reads go on while a chat reply is being written.
     if type(dbapi_connection).__module__.startswith("sqlite3"):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()

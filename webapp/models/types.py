@@ -78,6 +78,7 @@ class EncryptedString(StringEncryptedType):
     raising, so a page that lists providers keeps working and can say "re-enter the key".
     """
 
+    impl = Text
     cache_ok = True
 
     def __init__(self) -> None:

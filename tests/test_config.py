@@ -1,0 +1,118 @@
+"""Configuration from the environment; production refuses to start without its secrets."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from webapp import create_app
+from webapp.config import ConfigError, normalize_database_url
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in list(os.environ):
+        if name.startswith(("MODELDESK_", "MOCK_LLM_", "OPENROUTER_")) or name in (
+            "DATABASE_URL",
+            "SECRET_KEY",
+        ):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def test_development_defaults_to_sqlite_in_instance_folder(clean_env: Any, tmp_path: Path) -> None:
+    app = create_app({"INSTANCE_PATH": str(tmp_path)})
+    assert app.config["MODELDESK_ENV"] == "development"
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'modeldesk.sqlite3'}"
+    assert app.config["MOCK_LLM_ENABLED"] is True
+
+
+def test_development_generates_secrets_once_with_private_mode(
+    clean_env: Any, tmp_path: Path
+) -> None:
+    first = create_app({"INSTANCE_PATH": str(tmp_path)})
+    second = create_app({"INSTANCE_PATH": str(tmp_path)})
+    key_file = tmp_path / "modeldesk_encryption_key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert first.config["MODELDESK_ENCRYPTION_KEY"] == second.config["MODELDESK_ENCRYPTION_KEY"]
+    assert len(first.config["MODELDESK_ENCRYPTION_KEY"]) >= 32
+    assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
+
+
+def test_environment_variables_are_read(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    clean_env.setenv("DATABASE_URL", "postgres://u@db.example/app")
+    clean_env.setenv("MOCK_LLM_STREAM_DELAY", "0.5")
+    clean_env.setenv("MOCK_LLM_BASE_URL", "http://127.0.0.1:9999")
+    clean_env.setenv("SECRET_KEY", "s")
+    app = create_app({"INSTANCE_PATH": str(tmp_path)})
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u@db.example/app"
+    assert app.config["MOCK_LLM_STREAM_DELAY"] == 0.5
+    assert app.config["MOCK_LLM_BASE_URL"] == "http://127.0.0.1:9999"
+    assert app.config["SECRET_KEY"] == "s"
+
+
+def test_test_environment_has_no_stream_delay(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    clean_env.setenv("MODELDESK_ENV", "test")
+    assert create_app({"INSTANCE_PATH": str(tmp_path)}).config["MOCK_LLM_STREAM_DELAY"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("present", "missing"),
+    [({}, "SECRET_KEY"), ({"SECRET_KEY": "s"}, "MODELDESK_ENCRYPTION_KEY")],
+)
+def test_production_requires_secrets(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, present: dict[str, str], missing: str
+) -> None:
+    clean_env.setenv("MODELDESK_ENV", "production")
+    for name, value in present.items():
+        clean_env.setenv(name, value)
+    with pytest.raises(ConfigError, match=missing):
+        create_app({"INSTANCE_PATH": str(tmp_path)})
+    assert not (tmp_path / missing.lower()).exists()
+
+
+def test_production_has_mock_off_unless_enabled(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    clean_env.setenv("MODELDESK_ENV", "production")
+    clean_env.setenv("SECRET_KEY", "s")
+    clean_env.setenv("MODELDESK_ENCRYPTION_KEY", "k")
+    assert create_app({"INSTANCE_PATH": str(tmp_path)}).config["MOCK_LLM_ENABLED"] is False
+    clean_env.setenv("MOCK_LLM_ENABLED", "1")
+    assert create_app({"INSTANCE_PATH": str(tmp_path)}).config["MOCK_LLM_ENABLED"] is True
+
+
+def test_unknown_environment_is_refused(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    clean_env.setenv("MODELDESK_ENV", "staging")
+    with pytest.raises(ConfigError, match="MODELDESK_ENV"):
+        create_app({"INSTANCE_PATH": str(tmp_path)})
+
+
+def test_database_url_forms() -> None:
+    assert normalize_database_url("postgresql://h/d") == "postgresql+psycopg://h/d"
+    assert normalize_database_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_production_start_prints_one_line_naming_the_variable(tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "MODELDESK_ENV": "production", "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "routes"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "ModelDesk cannot start: SECRET_KEY is not set" in done.stderr
+    assert "Traceback" not in done.stderr

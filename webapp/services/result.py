@@ -1,0 +1,31 @@
+"""The outcome of a service call: success, or a failure code with readable errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+MODEL_DISABLED = "MODEL_DISABLED"
+PRESET_NOT_FOUND = "PRESET_NOT_FOUND"
+EMPTY_PROMPT = "EMPTY_PROMPT"
+PROMPT_TOO_LONG = "PROMPT_TOO_LONG"
+LLM_REQUEST_FAILED = "LLM_REQUEST_FAILED"
+INVALID_INPUT = "INVALID_INPUT"
+
+
+@dataclass(frozen=True)
+class Result:
+    """`success`, a `code` when it failed, human-readable `errors`, and a `value` dict."""
+
+    success: bool
+    code: str | None = None
+    errors: list[str] = field(default_factory=list)
+    value: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def ok(cls, **value: Any) -> Result:
+        return cls(success=True, value=value)
+
+    @classmethod
+    def failure(cls, code: str, *errors: str, **value: Any) -> Result:
+        return cls(success=False, code=code, errors=list(errors), value=value)
