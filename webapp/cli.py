@@ -6,9 +6,13 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 from flask_migrate import upgrade
+from sqlalchemy import select
+from werkzeug.serving import run_simple
 
 from seeds import seed_llm
 from webapp.extensions import db
+from webapp.models import LLMModel
+from webapp.services import Result, check_model_connection, run_chat, stream_chat
 from webapp.services.keys import KeyRotationError, rotate_encryption_key
 
 
@@ -66,9 +70,75 @@ def up_command(host: str, port: int) -> None:
     click.echo(f"seeds: {len(report.created)} created, {len(report.existing)} already there")
     click.echo(f"ModelDesk on http://{host}:{port}/")
     # Threaded: the chat streams while the same process answers the mock provider.
-    current_app.run(host=host, port=port, threaded=True, use_reloader=False)
+    run_simple(host, port, current_app._get_current_object(), threaded=True)
+
+
+def _model_by_key(key: str) -> LLMModel:
+    model = db.session.scalars(select(LLMModel).where(LLMModel.key == key.strip().lower())).first()
+    if model is None:
+        raise click.ClickException(f"no model with key {key!r} (see the models page)")
+    return model
+
+
+def _fail(result: Result) -> None:
+    raise click.ClickException(f"{result.code}: {'; '.join(result.errors)}")
+
+
+def _print_stats(value: dict[str, object]) -> None:
+    usage = value.get("usage") or {}
+    timings = value.get("timings") or {}
+    preset = value.get("preset")
+    click.echo(
+        f"[preset: {preset.name if preset else '(none)'} | usage: {usage} | "
+        f"finish: {value.get('finish_reason')} | timings (ms): {timings}]",
+        err=True,
+    )
+
+
+@click.command("chat")
+@click.option("--model", "model_key", required=True, help="The model's key.")
+@click.option("--preset", "preset_key", default=None, help="A preset key (default: 'default').")
+@click.option("--system", default=None, help="A system prompt.")
+@click.argument("message")
+@with_appcontext
+def chat_command(model_key: str, preset_key: str | None, system: str | None, message: str) -> None:
+    """Send MESSAGE to a model and print the reply (streamed when the model streams)."""
+    model = _model_by_key(model_key)
+    arguments = {"user_text": message, "system": system, "preset_key": preset_key}
+    if not model.supports_streaming:
+        result = run_chat(model, **arguments)
+        if not result.success:
+            _fail(result)
+        click.echo(result.value["assistant_message"]["content"])
+        _print_stats(result.value)
+        return
+    for event in stream_chat(model, **arguments):
+        if event.type == "delta":
+            click.echo(event.content, nl=False)
+        elif event.type == "error":
+            click.echo()
+            _fail(event.result)
+        else:
+            click.echo()
+            _print_stats(event.result.value)
+
+
+@click.group("models")
+def models_group() -> None:
+    """Work with configured models."""
+
+
+@models_group.command("test")
+@click.argument("key")
+@with_appcontext
+def test_model_command(key: str) -> None:
+    """Run a connection test for the model with KEY."""
+    result = check_model_connection(_model_by_key(key))
+    if not result.success:
+        _fail(result)
+    click.echo(f"ok: {key} answered in {result.value['latency_ms']} ms")
 
 
 def register(app: Flask) -> None:
-    for command in (seed_command, keys_group, up_command):
+    for command in (seed_command, keys_group, up_command, chat_command, models_group):
         app.cli.add_command(command)
