@@ -135,3 +135,90 @@ def live_server(app: Flask, tmp_path: Any) -> Iterator[LiveServer]:
     server.stop()
     with served.app_context():
         _db.engine.dispose()
+
+
+ADMIN_EMAIL = "admin@example.com"
+MEMBER_EMAIL = "member@example.com"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def admin(app: Flask) -> Any:
+    from webapp.services.users import create_user
+
+    user, errors = create_user(ADMIN_EMAIL, PASSWORD, role="admin")
+    assert user is not None, errors
+    return user
+
+
+@pytest.fixture
+def member(app: Flask) -> Any:
+    from webapp.services.users import create_user
+
+    user, errors = create_user(MEMBER_EMAIL, PASSWORD, role="member")
+    assert user is not None, errors
+    return user
+
+
+def sign_in(client: FlaskClient, email: str) -> None:
+    """Sign a test client in through the real form (CSRF off for the test client only)."""
+    response = client.post("/login", data={"email": email, "password": PASSWORD})
+    assert response.status_code == 303, response.get_data(as_text=True)
+
+
+@pytest.fixture
+def admin_client(app: Flask, admin: Any) -> FlaskClient:
+    app.config["WTF_CSRF_ENABLED"] = False
+    client = app.test_client()
+    sign_in(client, ADMIN_EMAIL)
+    return client
+
+
+@pytest.fixture
+def member_client(app: Flask, member: Any) -> FlaskClient:
+    app.config["WTF_CSRF_ENABLED"] = False
+    client = app.test_client()
+    sign_in(client, MEMBER_EMAIL)
+    return client
+
+
+# Browser tests: Playwright drives Debian's Chromium (no browser download).
+CHROMIUM = os.environ.get("MODELDESK_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args() -> dict[str, Any]:
+    return {
+        "executable_path": CHROMIUM,
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }
+
+
+@pytest.fixture
+def admin_page(page: Any, live_server: LiveServer, admin: Any) -> Any:
+    """A browser page signed in as the admin on the live server."""
+    browser_sign_in(page, live_server, ADMIN_EMAIL)
+    return page
+
+
+@pytest.fixture
+def member_page(page: Any, live_server: LiveServer, member: Any) -> Any:
+    browser_sign_in(page, live_server, MEMBER_EMAIL)
+    return page
+
+
+def browser_sign_in(page: Any, live_server: LiveServer, email: str) -> None:
+    page.goto(f"{live_server.url}/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{live_server.url}/**")
+    assert "/login" not in page.url

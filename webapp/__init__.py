@@ -6,12 +6,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from webapp import config as app_config
-from webapp.extensions import db, migrate
+from webapp.errors import register_errorhandlers
+from webapp.extensions import csrf, db, limiter, migrate
+from webapp.security import init_security
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,20 +33,33 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_extensions(app)
     register_blueprints(app)
     register_commands(app)
+    register_errorhandlers(app)
+    app.after_request(_vary_on_htmx)
     return app
 
 
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
+    csrf.init_app(app)
+    limiter.init_app(app)
+    init_security(app)
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp.blueprints import health, mock_llm
+    from webapp.blueprints import auth, chat, health, mock_llm, models, presets, providers
 
-    app.register_blueprint(health.bp)
+    for blueprint in (auth.bp, chat.bp, health.bp, providers.bp, models.bp, presets.bp):
+        app.register_blueprint(blueprint)
     if app.config["MOCK_LLM_ENABLED"]:
+        csrf.exempt(mock_llm.bp)
         app.register_blueprint(mock_llm.bp)
+
+
+def _vary_on_htmx(response: Response) -> Response:
+    # The same URL answers a fragment to htmx and a page otherwise: caches must tell them apart.
+    response.vary.add("HX-Request")
+    return response
 
 
 def register_commands(app: Flask) -> None:

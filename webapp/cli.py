@@ -14,6 +14,7 @@ from webapp.extensions import db
 from webapp.models import LLMModel
 from webapp.services import Result, check_model_connection, run_chat, stream_chat
 from webapp.services.keys import KeyRotationError, rotate_encryption_key
+from webapp.services.users import create_user
 
 
 @click.command("seed")
@@ -139,6 +140,27 @@ def test_model_command(key: str) -> None:
     click.echo(f"ok: {key} answered in {result.value['latency_ms']} ms")
 
 
+@click.group("users")
+def users_group() -> None:
+    """Manage who can sign in."""
+
+
+@users_group.command("create")
+@click.argument("email")
+@click.option("--admin", is_flag=True, help="Make the user an admin (default: member).")
+@click.password_option(help="Prompted for when not given.")
+@with_appcontext
+def create_user_command(email: str, admin: bool, password: str) -> None:
+    """Create a user who signs in with EMAIL."""
+    user, errors = create_user(email, password, role="admin" if admin else "member")
+    if user is None:
+        raise click.ClickException(
+            "; ".join(f"{field} {', '.join(messages)}" for field, messages in errors.items())
+        )
+    click.echo(f"created {user.role} {user.email}")
+
+
 def register(app: Flask) -> None:
-    for command in (seed_command, keys_group, up_command, chat_command, models_group):
+    commands = (seed_command, keys_group, up_command, chat_command, models_group, users_group)
+    for command in commands:
         app.cli.add_command(command)

@@ -45,6 +45,7 @@ def from_environment() -> dict[str, Any]:
         "MOCK_LLM_BASE_URL": "MOCK_LLM_BASE_URL",
         "OPENROUTER_HTTP_REFERER": "OPENROUTER_HTTP_REFERER",
         "OPENROUTER_X_TITLE": "OPENROUTER_X_TITLE",
+        "RATELIMIT_STORAGE_URI": "RATELIMIT_STORAGE_URI",
     }
     for variable, key in passthrough.items():
         value = os.environ.get(variable, "").strip()
@@ -67,6 +68,15 @@ def defaults(env: str, instance_path: str) -> dict[str, Any]:
         "LLM_REQUEST_TIMEOUT": 60.0,
         "LLM_CONNECT_TIMEOUT": 5.0,
         "LLM_MAX_RETRIES": 0,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": env == "production",
+        "REMEMBER_COOKIE_SECURE": env == "production",
+        # One token per session: a chat page left open for hours still posts.
+        "WTF_CSRF_TIME_LIMIT": None,
+        "RATELIMIT_STORAGE_URI": "memory://",
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
     }
 
 

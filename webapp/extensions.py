@@ -1,7 +1,11 @@
 """Unbound extension objects; `create_app` binds them to an app."""
 
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
@@ -20,3 +24,8 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
+csrf = CSRFProtect()
+login_manager = LoginManager()
+# Storage comes from RATELIMIT_STORAGE_URI: memory by default, shared (e.g. Redis) when
+# several instances must count sign-in attempts together.
+limiter = Limiter(key_func=get_remote_address)

@@ -1,15 +1,20 @@
 """Models: the LLM configuration tables and their validation."""
 
+from webapp.models.chat import ChatMessage, Conversation
 from webapp.models.llm import CAPABILITY_COLUMNS, LLMModel, LLMPreset, LLMProvider
 from webapp.models.types import UNREADABLE
+from webapp.models.users import User
 from webapp.models.validation import RESERVED_OPTION_KEYS, ValidationError
 
 __all__ = [
     "CAPABILITY_COLUMNS",
     "RESERVED_OPTION_KEYS",
     "UNREADABLE",
+    "ChatMessage",
+    "Conversation",
     "LLMModel",
     "LLMPreset",
     "LLMProvider",
+    "User",
     "ValidationError",
 ]

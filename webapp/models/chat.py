@@ -1,0 +1,102 @@
+"""Conversations and their messages: the chat transcript, kept across reloads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import CheckConstraint, Float, ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
+
+from webapp.extensions import db
+from webapp.models import validation as v
+from webapp.models.llm import LLMModel, LLMPreset, RecordMixin
+from webapp.models.types import JSONObject
+
+MESSAGE_STATUSES = ("complete", "streaming", "stopped", "incomplete", "error")
+DEFAULT_TITLE = "New conversation"
+
+
+class Conversation(RecordMixin, db.Model):
+    __tablename__ = "conversations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    title: Mapped[str] = mapped_column(String(200), nullable=False, default=DEFAULT_TITLE)
+    llm_model_id: Mapped[int | None] = mapped_column(
+        ForeignKey("llm_models.id", ondelete="SET NULL"), nullable=True
+    )
+    llm_preset_id: Mapped[int | None] = mapped_column(
+        ForeignKey("llm_presets.id", ondelete="SET NULL"), nullable=True
+    )
+    system_prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    llm_model: Mapped[LLMModel | None] = relationship()
+    llm_preset: Mapped[LLMPreset | None] = relationship()
+    messages: Mapped[list[ChatMessage]] = relationship(
+        back_populates="conversation",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="ChatMessage.id",
+    )
+
+    @validates("title")
+    def _strip_title(self, _field: str, value: str | None) -> str | None:
+        return v.strip_text(value)
+
+    def _validate(self, errors: v.Errors) -> None:
+        v.check_present(errors, "title", self.title)
+        v.check_max_length(errors, "title", self.title, 200)
+
+
+class ChatMessage(RecordMixin, db.Model):
+    __tablename__ = "chat_messages"
+    __table_args__ = (
+        CheckConstraint("role IN ('user', 'assistant')", name="role_known"),
+        CheckConstraint(
+            "status IN ('complete', 'streaming', 'stopped', 'incomplete', 'error')",
+            name="status_known",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    content: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default="")
+    status: Mapped[str] = mapped_column(
+        String(16), nullable=False, default="complete", server_default="complete"
+    )
+    # What produced an assistant message, kept as text: the model or preset may be edited
+    # or deleted later, the transcript should still say what answered.
+    model_name: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    preset_name: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(
+        JSONObject, nullable=False, default=dict, server_default="{}"
+    )
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSONObject, nullable=True)
+    ttft_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    total_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    conversation: Mapped[Conversation] = relationship(back_populates="messages")
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        """Completion tokens over the streaming time after the first token."""
+        completion = (self.usage or {}).get("completion_tokens")
+        if not completion or self.total_ms is None:
+            return None
+        seconds = (self.total_ms - (self.ttft_ms or 0)) / 1000
+        return round(completion / seconds, 1) if seconds > 0 else None
+
+    def _validate(self, errors: v.Errors) -> None:
+        if self.role not in ("user", "assistant"):
+            v.add(errors, "role", "must be user or assistant")
+        if self.status not in MESSAGE_STATUSES:
+            v.add(errors, "status", "is not a known status")
+        if not isinstance(self.content, str):
+            v.add(errors, "content", "must be text")

@@ -1,0 +1,70 @@
+"""People who sign in: admins manage configuration, members only chat."""
+
+from __future__ import annotations
+
+import re
+
+from flask_login import UserMixin
+from sqlalchemy import CheckConstraint, String
+from sqlalchemy.orm import Mapped, mapped_column, validates
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from webapp.extensions import db
+from webapp.models import validation as v
+from webapp.models.llm import RecordMixin, _taken
+
+ROLES = ("admin", "member")
+MIN_PASSWORD_LENGTH = 8
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+class User(UserMixin, RecordMixin, db.Model):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint("role IN ('admin', 'member')", name="role_known"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True, nullable=False)
+    password_hash: Mapped[str] = mapped_column(String(256), nullable=False)
+    role: Mapped[str] = mapped_column(
+        String(16), nullable=False, default="member", server_default="member"
+    )
+
+    @validates("email")
+    def _normalize_email(self, _field: str, value: str | None) -> str | None:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    def _validate(self, errors: v.Errors) -> None:
+        v.check_present(errors, "email", self.email)
+        if self.email and not _EMAIL.match(self.email):
+            v.add(errors, "email", "is not an email address")
+        v.check_max_length(errors, "email", self.email, 320)
+        if self.email and _taken(self, User.email == self.email):
+            v.add(errors, "email", "has already been taken")
+        if self.role not in ROLES:
+            v.add(errors, "role", f"must be one of {', '.join(ROLES)}")
+        v.check_present(errors, "password", self.password_hash)
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.email!r} {self.role}>"
+
+
+def password_errors(password: str, confirmation: str | None = None) -> list[str]:
+    """Messages for the password field; empty when acceptable."""
+    problems = []
+    if len(password) < MIN_PASSWORD_LENGTH:
+        problems.append(f"must be at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > 1024:
+        problems.append("is too long")
+    if confirmation is not None and password != confirmation:
+        problems.append("does not match the confirmation")
+    return problems

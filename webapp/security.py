@@ -1,0 +1,51 @@
+"""Who may see what: sign-in for every page but a few, admin for configuration."""
+
+from __future__ import annotations
+
+from flask import Flask, abort, jsonify, make_response, redirect, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+
+from webapp.extensions import db, login_manager
+from webapp.models import User
+
+# Endpoints anyone may reach; everything else needs a signed-in user.
+PUBLIC_ENDPOINTS = frozenset({"auth.login", "auth.setup", "health.healthz", "static"})
+PUBLIC_BLUEPRINTS = frozenset({"mock_llm"})
+ADMIN_BLUEPRINTS = frozenset({"providers", "models", "presets"})
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+
+
+@login_manager.unauthorized_handler
+def unauthorized() -> ResponseReturnValue:
+    login_url = url_for("auth.login", next=request.full_path.rstrip("?"))
+    if request.headers.get("HX-Request") == "true":
+        response = make_response("", 401)
+        response.headers["HX-Redirect"] = login_url
+        return response
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify(error={"message": "sign in required"}), 401
+    return redirect(login_url)
+
+
+def require_access() -> ResponseReturnValue | None:
+    """before_request: sign-in everywhere but public endpoints; admin for config areas."""
+    if request.routing_exception is not None:
+        return None  # no such page or method: let the 404/405 through
+    if request.endpoint in PUBLIC_ENDPOINTS or request.blueprint in PUBLIC_BLUEPRINTS:
+        return None
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    if request.blueprint in ADMIN_BLUEPRINTS and not current_user.is_admin:
+        abort(403)
+    return None
+
+
+def init_security(app: Flask) -> None:
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    app.before_request(require_access)
