@@ -363,7 +363,8 @@ def send_chat(prepared: PreparedChat) -> Result:
 
 def _request_failed(prepared: PreparedChat, error: BaseException, **value: Any) -> Result:
     message = describe_upstream_error(error, prepared.secrets)
-    log.warning("LLM request to %s failed: %s", prepared.llm_model.model, message)
+    # The request, not the model row: a stream may outlive the session that loaded the row.
+    log.warning("LLM request to %s failed: %s", prepared.request["model"], message)
     return Result.failure(codes.LLM_REQUEST_FAILED, message, **value)
 
 
