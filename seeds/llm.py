@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from webapp.models import LLMModel, LLMPreset, LLMProvider, ValidationError
+from webapp.models.validation import is_private_target
 
 T = TypeVar("T", LLMProvider, LLMModel, LLMPreset)
 
@@ -99,6 +100,7 @@ class SeedReport:
 
     created: list[str] = field(default_factory=list)
     existing: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
     def record(self, label: str, created: bool) -> None:
         (self.created if created else self.existing).append(label)
@@ -270,11 +272,16 @@ def seed_llm(session: Session, settings: Mapping[str, Any]) -> SeedReport:
     report = SeedReport()
     _lock_for_writing(session)
     for name, base_url, api_prefix in PROVIDERS:
+        if settings.get("BLOCK_PRIVATE_URLS") and is_private_target(base_url):
+            report.skipped.append(f"provider {name} (private address blocked)")
+            continue
         headers = openrouter_headers(settings) if name == OPENROUTER else None
         provider = _seed_provider(session, report, name, base_url, api_prefix, headers)
         if name == OPENROUTER:
             seed_openrouter_catalog(session, report, provider)
-    if settings.get("MODELDESK_ENV") in ("development", "test"):
+    if settings.get("MODELDESK_ENV") in ("development", "test") and not settings.get(
+        "BLOCK_PRIVATE_URLS"
+    ):
         seed_mock(session, report, settings["MOCK_LLM_BASE_URL"])
     session.commit()
     return report

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from webapp import config as app_config
 from webapp.errors import register_errorhandlers
 from webapp.extensions import csrf, db, limiter, migrate
+from webapp.http_headers import init_http_headers
 from webapp.security import init_security
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_blueprints(app)
     register_commands(app)
     register_errorhandlers(app)
+    init_http_headers(app)
     app.after_request(_vary_on_htmx)
     return app
 

@@ -26,6 +26,8 @@ def seed_command() -> None:
         click.echo(f"created  {label}")
     for label in report.existing:
         click.echo(f"exists   {label} (left alone)")
+    for label in report.skipped:
+        click.echo(f"skipped  {label}")
     click.echo(f"{len(report.created)} created, {len(report.existing)} left alone")
 
 

@@ -32,6 +32,24 @@ def _env_float(name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _env_int(name: str) -> int:
+    raw = os.environ[name].strip()
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+INTEGER_SETTINGS = {
+    "MODELDESK_TRUSTED_PROXIES": "TRUSTED_PROXY_COUNT",
+    "MODELDESK_MAX_STREAMS": "MAX_CONCURRENT_STREAMS",
+    "MODELDESK_DB_POOL_SIZE": "DB_POOL_SIZE",
+}
+
+
 def from_environment() -> dict[str, Any]:
     """Read the settings the environment provides; unset variables are left out."""
     env = os.environ.get("MODELDESK_ENV", "development").strip() or "development"
@@ -53,6 +71,11 @@ def from_environment() -> dict[str, Any]:
             settings[key] = value
     if "MOCK_LLM_ENABLED" in os.environ:
         settings["MOCK_LLM_ENABLED"] = _env_flag(os.environ["MOCK_LLM_ENABLED"])
+    for variable, key in INTEGER_SETTINGS.items():
+        if os.environ.get(variable, "").strip():
+            settings[key] = _env_int(variable)
+    if "MODELDESK_BLOCK_PRIVATE_URLS" in os.environ:
+        settings["BLOCK_PRIVATE_URLS"] = _env_flag(os.environ["MODELDESK_BLOCK_PRIVATE_URLS"])
     if "MOCK_LLM_STREAM_DELAY" in os.environ:
         settings["MOCK_LLM_STREAM_DELAY"] = _env_float("MOCK_LLM_STREAM_DELAY", 0.02)
     return settings
@@ -77,6 +100,10 @@ def defaults(env: str, instance_path: str) -> dict[str, Any]:
         "RATELIMIT_STORAGE_URI": "memory://",
         "RATELIMIT_HEADERS_ENABLED": True,
         "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
+        "TRUSTED_PROXY_COUNT": 0,
+        "BLOCK_PRIVATE_URLS": False,
+        "MAX_CONCURRENT_STREAMS": 32,
+        "DB_POOL_SIZE": 10,
     }
 
 
@@ -129,7 +156,24 @@ def finalize(settings: dict[str, Any], instance_path: str) -> dict[str, Any]:
     settings["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(
         settings["SQLALCHEMY_DATABASE_URI"]
     )
+    settings.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(settings))
     return settings
+
+
+def engine_options(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Pool settings for server databases; SQLite keeps SQLAlchemy's defaults."""
+    if settings["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        return {}
+    pool_size = int(settings["DB_POOL_SIZE"])
+    # Checked-out connections are released before a reply streams, so a pool much smaller
+    # than the thread count serves many concurrent chats; pre-ping survives DB restarts.
+    return {
+        "pool_size": pool_size,
+        "max_overflow": pool_size,
+        "pool_timeout": 10,
+        "pool_pre_ping": True,
+        "pool_recycle": 1800,
+    }
 
 
 def build(instance_path: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from flask import current_app, has_app_context
 from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
@@ -148,6 +149,8 @@ class LLMProvider(RecordMixin, db.Model):
         v.check_present(errors, "base_url", self.base_url)
         v.check_max_length(errors, "base_url", self.base_url, 2000)
         v.check_http_url(errors, "base_url", self.base_url)
+        if has_app_context() and current_app.config.get("BLOCK_PRIVATE_URLS"):
+            v.check_public_url(errors, "base_url", self.base_url)
         v.check_api_prefix(errors, "api_prefix", self.api_prefix)
         v.check_max_length(errors, "api_prefix", self.api_prefix, 200)
         v.check_headers(errors, "headers", self.headers)

@@ -6,7 +6,9 @@ instance raises `ValidationError`, so no path (views, CLI, seeds, scripts) store
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 from collections.abc import Iterable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -89,6 +91,36 @@ def check_http_url(errors: Errors, field: str, value: str | None) -> None:
         add(errors, field, "must be an http(s) URL")
     elif parts.query or parts.fragment:
         add(errors, field, "must not have a query string or fragment")
+
+
+def _is_private_address(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    return not ip.is_global or ip.is_multicast
+
+
+def is_private_target(url: str) -> bool:
+    """True when the URL's host is loopback, private, link-local or otherwise not public.
+
+    Host names are resolved once, now: a name that later resolves elsewhere (DNS rebinding)
+    is not caught here, which the README states as the limit of this option.
+    """
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if not host or host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return _is_private_address(host)
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError):
+        return False  # unresolvable: the request itself will fail
+    return any(_is_private_address(str(info[4][0])) for info in infos)
+
+
+def check_public_url(errors: Errors, field: str, value: str | None) -> None:
+    if value and field not in errors and is_private_target(value):
+        add(errors, field, "points at a private or loopback address, which this server blocks")
 
 
 def check_api_prefix(errors: Errors, field: str, value: str | None) -> None:

@@ -1,0 +1,45 @@
+"""gunicorn settings, read automatically by `gunicorn wsgi:app` from the project root.
+
+Chat replies are long-lived SSE responses. The gthread worker serves each request on a
+thread of its own and keeps heart-beating while a stream is open, so a long stream is
+neither killed by `timeout` nor blocks other requests (a sync worker would be both).
+Every value can be set from the environment; see the README's deployment section.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from webapp.config import ConfigError, build
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+bind = os.environ.get("MODELDESK_BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
+worker_class = "gthread"
+workers = _int("WEB_CONCURRENCY", 2)
+# Each open chat stream holds a thread (plus one more when the mock answers from this same
+# server): size threads for the streams you expect per worker.
+threads = _int("MODELDESK_THREADS", 64)
+# gthread's timeout is the worker heartbeat, not a per-request limit: streams may run longer.
+timeout = _int("MODELDESK_WORKER_TIMEOUT", 60)
+# On deploy/restart, let open replies finish (a long reply takes a minute or two).
+graceful_timeout = _int("MODELDESK_GRACEFUL_TIMEOUT", 120)
+keepalive = _int("MODELDESK_KEEPALIVE", 5)
+# Access and error logs to stdout/stderr for the platform to collect.
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("MODELDESK_LOG_LEVEL", "info")
+# Trust X-Forwarded-* only from the proxy in front of gunicorn (comma-separated IPs).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+
+def on_starting(server: object) -> None:
+    """Refuse to start (one line, no traceback) when the configuration is incomplete."""
+    try:
+        build(instance_path=os.path.join(os.getcwd(), "instance"))
+    except ConfigError as error:
+        sys.exit(f"ModelDesk cannot start: {error}")
