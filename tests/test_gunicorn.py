@@ -1,0 +1,139 @@
+"""The production server: gunicorn with gunicorn.conf.py holds long SSE streams."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(
+    url: str, process: subprocess.Popen[bytes], log: Path, seconds: float = 30
+) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"gunicorn exited: {log.read_text()}")
+        try:
+            if httpx2.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx2.TransportError:
+            time.sleep(0.2)
+    raise AssertionError("gunicorn did not come up")
+
+
+@pytest.fixture
+def gunicorn_server(tmp_path: Path, database_url: str, _migrated: str) -> Iterator[str]:
+    """gunicorn from the project root with its own config, a 2 s worker heartbeat timeout."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "MODELDESK_ENV": "production",
+        "SECRET_KEY": "gunicorn-test-secret",
+        "MODELDESK_ENCRYPTION_KEY": "gunicorn-test-key",
+        "MOCK_LLM_ENABLED": "1",
+        "MOCK_LLM_STREAM_DELAY": "0.05",
+        "DATABASE_URL": database_url,
+        "MODELDESK_BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "1",
+        "MODELDESK_THREADS": "8",
+        "MODELDESK_WORKER_TIMEOUT": "2",
+        "HOME": str(tmp_path),
+    }
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--no-control-socket", "wsgi:app"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, process, log)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_a_stream_longer_than_the_worker_timeout_completes_while_others_are_served(
+    gunicorn_server: str,
+) -> None:
+    body = {
+        "model": "mock",
+        "stream": True,
+        # ~250 characters in 18-character pieces, 0.3 s apart: about 4 s, twice the timeout.
+        "messages": [{"role": "user", "content": "x" * 230}],
+    }
+    headers = {"X-Mock-Fault": "chunk_delay=0.3"}
+    frames: list[str] = []
+    health_latencies: list[float] = []
+
+    def read_stream() -> None:
+        with httpx2.stream(
+            "POST",
+            f"{gunicorn_server}/mock_llm/v1/chat/completions",
+            json=body,
+            headers=headers,
+            timeout=30,
+        ) as response:
+            frames.extend(line for line in response.iter_lines() if line.startswith("data: "))
+
+    reader = threading.Thread(target=read_stream)
+    started = time.monotonic()
+    reader.start()
+    while reader.is_alive():
+        begin = time.monotonic()
+        assert httpx2.get(f"{gunicorn_server}/healthz", timeout=5).status_code == 200
+        health_latencies.append(time.monotonic() - begin)
+        time.sleep(0.25)
+    reader.join()
+    assert time.monotonic() - started > 3
+    assert frames[-1] == "data: [DONE]"
+    assert len(health_latencies) >= 8
+    assert max(health_latencies) < 1.0
+
+
+def test_production_refuses_to_start_without_secrets(tmp_path: Path) -> None:
+    env = {
+        "PATH": os.environ["PATH"],
+        "MODELDESK_ENV": "production",
+        "HOME": str(tmp_path),
+        "SECRET_KEY": "s",
+        "MODELDESK_BIND": f"127.0.0.1:{free_port()}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--no-control-socket", "wsgi:app"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "ModelDesk cannot start: MODELDESK_ENCRYPTION_KEY is not set" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_headers_and_health_under_gunicorn(gunicorn_server: str) -> None:
+    response = httpx2.get(f"{gunicorn_server}/login", follow_redirects=False)
+    assert "Content-Security-Policy" in response.headers
+    assert httpx2.get(f"{gunicorn_server}/healthz").json() == {"status": "ok", "database": "ok"}
