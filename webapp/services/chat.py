@@ -307,8 +307,9 @@ def describe_upstream_error(error: BaseException, secrets: list[str]) -> str:
     if isinstance(error, openai.APITimeoutError):
         message = "the provider did not answer in time (timeout)"
     elif isinstance(error, openai.APIConnectionError):
+        # Refused, reset, or dropped mid-stream: the cause says which.
         cause = error.__cause__ or error
-        message = f"could not connect to the provider: {cause}"
+        message = f"the connection to the provider failed: {cause}"
     elif isinstance(error, openai.APIStatusError):
         body = error.body if isinstance(error.body, Mapping) else {}
         detail = body.get("message") or error.message
