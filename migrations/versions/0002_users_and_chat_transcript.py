@@ -63,7 +63,7 @@ def upgrade():
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint("role IN ('user', 'assistant')", name=op.f('ck_chat_messages_role_known')),
-    sa.CheckConstraint("status IN ('complete', 'streaming', 'stopped', 'incomplete', 'error')", name=op.f('ck_chat_messages_status_known')),
+    sa.CheckConstraint("status IN ('pending', 'streaming', 'complete', 'stopped', 'incomplete', 'error')", name=op.f('ck_chat_messages_status_known')),
     sa.ForeignKeyConstraint(['conversation_id'], ['conversations.id'], name=op.f('fk_chat_messages_conversation_id_conversations'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_chat_messages'))
     )

@@ -12,7 +12,8 @@ from webapp.models import validation as v
 from webapp.models.llm import LLMModel, LLMPreset, RecordMixin
 from webapp.models.types import JSONObject
 
-MESSAGE_STATUSES = ("complete", "streaming", "stopped", "incomplete", "error")
+# pending: stored, waiting for its stream; streaming: claimed by one stream request.
+MESSAGE_STATUSES = ("pending", "streaming", "complete", "stopped", "incomplete", "error")
 DEFAULT_TITLE = "New conversation"
 
 
@@ -55,7 +56,7 @@ class ChatMessage(RecordMixin, db.Model):
     __table_args__ = (
         CheckConstraint("role IN ('user', 'assistant')", name="role_known"),
         CheckConstraint(
-            "status IN ('complete', 'streaming', 'stopped', 'incomplete', 'error')",
+            "status IN ('pending', 'streaming', 'complete', 'stopped', 'incomplete', 'error')",
             name="status_known",
         ),
     )
