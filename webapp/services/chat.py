@@ -23,7 +23,7 @@ from webapp.services import result as codes
 from webapp.services.clients import client_for, provider_secrets, scrub
 from webapp.services.language import language_policy
 from webapp.services.result import Result
-from webapp.services.tokens import check_prompt_budget, default_estimator
+from webapp.services.tokens import check_prompt_budget, default_estimator, estimate_prompt_tokens
 
 log = logging.getLogger(__name__)
 
@@ -458,3 +458,53 @@ def stream_chat(llm_model: LLMModel, **arguments: Unpack[ChatArguments]) -> Iter
     if isinstance(prepared, Result):
         return iter([StreamEvent("error", result=prepared)])
     return stream_prepared(prepared)
+
+
+def preview_prompt_budget(llm_model: LLMModel, **arguments: Unpack[ChatArguments]) -> Result:
+    """The token budget a chat request would meet, without sending it (a live meter's numbers).
+
+    Takes stream_chat's arguments and runs prepare_chat's steps up to the budget — types,
+    enabled gate, preset, option merge, messages, reserve from max_tokens — with the same
+    estimator, so the numbers are the ones the request will be checked against. The value
+    holds estimated_tokens, max_tokens (the context window), reserve_tokens, limit_tokens
+    and exceeded; with an unlimited window (0) the prompt is still estimated and never
+    exceeds. A rule that fails returns the failure prepare_chat would (EMPTY_PROMPT, …).
+    """
+    user_text, history = arguments.get("user_text"), arguments.get("history")
+    system, context = arguments.get("system"), arguments.get("context")
+    llm_options = arguments.get("llm_options")
+    try:
+        _check_types(llm_model, user_text, history, system, context, llm_options)
+        if not llm_model.enabled and not arguments.get("allow_disabled", False):
+            return Result.failure(codes.MODEL_DISABLED, f"{llm_model.name} is disabled")
+        context = _string_keys(context or {})
+        preset = _resolve_preset(llm_model, arguments.get("preset"), arguments.get("preset_key"))
+        options = _merge_options(llm_model, preset, llm_options)
+        policy = language_policy(context.get("language_policy"))
+        messages = _build_messages(system, policy.instruction, history, user_text)
+        reserve = _reserve_tokens(options)
+    except _Invalid as invalid:
+        return invalid.result
+    estimation = context.get("token_estimation") or {}
+    counting: dict[str, Any] = {
+        "message_overhead_tokens": llm_model.effective_message_overhead_tokens,
+        "estimator": estimation.get("token_estimator") or default_estimator(),
+        "model_hint": estimation.get("model_hint") or llm_model.model,
+    }
+    budget = check_prompt_budget(
+        messages,
+        context_window_tokens=llm_model.context_window_tokens,
+        reserve_tokens=reserve,
+        **counting,
+    )
+    estimated = budget.estimated_tokens
+    if estimated is None:  # unlimited window: check_prompt_budget skips the count
+        estimated = estimate_prompt_tokens(messages, **counting)
+    return Result.ok(
+        estimated_tokens=estimated,
+        max_tokens=budget.max_tokens,
+        reserve_tokens=budget.reserve_tokens,
+        limit_tokens=budget.limit_tokens,
+        exceeded=budget.exceeded,
+        preset=preset,
+    )
