@@ -65,7 +65,7 @@ def test_next_redirect_stays_on_this_site(app: Flask, client: FlaskClient, admin
 
 
 def test_member_cannot_open_config_pages(member_client: FlaskClient) -> None:
-    for path in ("/providers/", "/models/", "/presets/"):
+    for path in ("/providers/", "/models/", "/models/1/presets/"):
         assert member_client.get(path).status_code == 403
     assert member_client.get("/").status_code == 200
 
