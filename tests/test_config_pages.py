@@ -19,6 +19,7 @@ from tests.conftest import LiveServer
 from tests.factories import make_model, make_preset, make_provider
 from webapp.extensions import db
 from webapp.models import LLMModel, LLMPreset, LLMProvider
+from webapp.services import catalog
 
 HTMX = {"HX-Request": "true"}
 TABLE = {"HX-Request": "true", "HX-Target": "models-table"}
@@ -158,10 +159,21 @@ def test_every_field_has_a_label(admin_client: FlaskClient) -> None:
 
 def test_user_data_is_escaped(admin_client: FlaskClient) -> None:
     provider = make_provider(name="<script>alert(1)</script>")
-    make_model(provider, name="<img src=x onerror=alert(1)>")
-    for path in ("/providers/", "/models/", f"/providers/{provider.id}/edit"):
+    model = make_model(
+        provider, name="<img src=x onerror=alert(1)>", model="<svg onload=x>", key="<b>k</b>"
+    )
+    paths = (
+        "/providers/",
+        "/models/",
+        f"/providers/{provider.id}/edit",
+        f"/models/{model.id}/edit",
+    )
+    for path in paths:
         body = page(admin_client.get(path))
-        assert "<script>alert" not in body and "<img src=x" not in body, path
+        for raw in ("<script>alert", "<img src=x", "<svg onload", "<b>k</b>"):
+            assert raw not in body, (path, raw)
+    row = page(admin_client.post(f"/models/{model.id}/toggle", data={"enabled": "1"}, headers=HTMX))
+    assert "<img src=x" not in row and "&lt;img src=x onerror=alert(1)&gt;" in row
 
 
 def test_member_cannot_open_or_change_config(member_client: FlaskClient) -> None:
@@ -652,7 +664,7 @@ def test_toggle_returns_the_redrawn_row(
     body = page(response)
     assert response.status_code == 200
     assert body.lstrip().startswith(f'<tr id="model-{mini.id}"')
-    assert 'aria-checked="true"' in body and 'name="enabled" value="0"' in body
+    assert 'value="0" aria-checked="true"' in body
     db.session.refresh(mini)
     assert mini.enabled is True
     response = admin_client.post(f"/models/{mini.id}/toggle", data={"enabled": "0"})
@@ -672,7 +684,8 @@ def test_toggle_with_a_bad_value_is_400(
     assert mini.enabled is False
 
 
-def test_models_list_is_paged(admin_client: FlaskClient) -> None:
+def test_models_list_is_paged(admin_client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(catalog, "MODELS_PER_PAGE", 100)
     provider = make_provider()
     db.session.add_all(
         LLMModel(llm_provider=provider, model=f"m{index:03}", name=f"M{index:03}")
@@ -680,11 +693,12 @@ def test_models_list_is_paged(admin_client: FlaskClient) -> None:
     )
     db.session.commit()
     first = page(admin_client.get("/models/"))
-    assert len(listed(first)) == 100 and "Showing 1–100 of 105 models" in first
+    assert len(listed(first)) == 100 and "Showing models 1–100" in html.unescape(first)
     assert 'rel="next" href="/models/?page=2"' in first
     second = page(admin_client.get(f"/models/?provider={provider.id}&page=2"))
     assert listed(second) == {"M100", "M101", "M102", "M103", "M104"}
     assert f'rel="prev" href="/models/?provider={provider.id}"' in second
+    assert 'rel="next"' not in second
     assert len(listed(page(admin_client.get("/models/?page=abc")))) == 100
     assert "There is no page 9 of this list." in page(admin_client.get("/models/?page=9"))
 

@@ -14,11 +14,11 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from datetime import datetime
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.exc import DataError, IntegrityError
-from sqlalchemy.orm import contains_eager
 
 from webapp.extensions import db
 from webapp.models import (
@@ -52,15 +52,6 @@ MAX_IMPORT_IDS = 5000
 BASE = "base"
 
 RESERVED_KEYS_HINT = ", ".join(sorted(RESERVED_OPTION_KEYS))
-# column → (badge text, full name) in the order the models list shows them.
-CAPABILITY_LABELS = {
-    "supports_streaming": ("Streaming", "Streaming"),
-    "supports_tool_calling": ("Tools", "Tool calling"),
-    "supports_parallel_tool_calls": ("Parallel", "Parallel tool calls"),
-    "supports_response_format_json_object": ("JSON", "JSON object responses"),
-    "supports_response_format_json_schema": ("Schema", "JSON schema responses"),
-}
-assert set(CAPABILITY_LABELS) == set(CAPABILITY_COLUMNS)
 
 _WHOLE_NUMBER = re.compile(r"\+?[0-9]+")
 _NEGATIVE_NUMBER = re.compile(r"-[0-9]+")
@@ -466,8 +457,9 @@ MODEL_FIELDS = (
     "message_overhead_tokens",
 )
 ENABLED_FILTERS = {"yes": True, "no": False}
-# A page of rows renders in a few milliseconds; a thousand at once would take a quarter second.
-MODELS_PER_PAGE = 100
+# Most catalogs fit one page; the pager is for bigger ones. A thousand rows render within the
+# page's time budget (bench/models_page.py).
+MODELS_PER_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -520,16 +512,16 @@ def _positive_int(text: str) -> int | None:
 
 @dataclass(frozen=True)
 class ModelPage:
-    """One page of the models list, and where it sits in the whole filtered list."""
+    """One page of the models list, and whether more follow."""
 
     rows: list[ModelRow]
-    total: int
     page: int
     per_page: int
+    has_next: bool
 
     @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
+    def paged(self) -> bool:
+        return self.page > 1 or self.has_next
 
     @property
     def first_index(self) -> int:
@@ -540,17 +532,30 @@ class ModelPage:
         return self.first_index + len(self.rows) - 1
 
 
-@dataclass(frozen=True)
-class ModelRow:
-    model: LLMModel
+class ModelRow(NamedTuple):
+    """One line of the models list.
+
+    Plain values rather than ORM objects or result rows: a page builds and reads a thousand of
+    them, and model instances (or Row attribute lookups) would cost more than the rest of the
+    page put together. `_model_rows_query` selects these fields in this order.
+    """
+
+    id: int
+    name: str
+    model: str
+    key: str | None
+    enabled: bool
+    supports_streaming: bool
+    supports_tool_calling: bool
+    supports_parallel_tool_calls: bool
+    supports_response_format_json_object: bool
+    supports_response_format_json_schema: bool
+    context_window_tokens: int
+    connection_tested_at: datetime | None
+    llm_provider_id: int
+    provider_name: str
     preset_count: int
     has_default_preset: bool
-
-    @property
-    def capabilities(self) -> list[tuple[str, str]]:
-        """(badge text, full name) of each capability the model has."""
-        model = self.model
-        return [labels for column, labels in CAPABILITY_LABELS.items() if getattr(model, column)]
 
 
 def _like_pattern(text: str) -> str:
@@ -559,9 +564,9 @@ def _like_pattern(text: str) -> str:
 
 
 def _model_rows_query() -> Any:
-    """Models with their provider's id and name and preset counts: one query, any row count.
+    """The models list columns: the model's, its provider's name, its preset counts.
 
-    Only the provider columns the list shows are loaded, so no API key is decrypted per row.
+    One query for any number of rows; no provider API key is loaded (let alone decrypted).
     """
     presets = (
         select(
@@ -574,34 +579,36 @@ def _model_rows_query() -> Any:
     )
     return (
         select(
-            LLMModel,
-            func.coalesce(presets.c.total, 0),
-            func.coalesce(presets.c.defaults, 0),
+            LLMModel.id,
+            LLMModel.name,
+            LLMModel.model,
+            LLMModel.key,
+            LLMModel.enabled,
+            LLMModel.supports_streaming,
+            LLMModel.supports_tool_calling,
+            LLMModel.supports_parallel_tool_calls,
+            LLMModel.supports_response_format_json_object,
+            LLMModel.supports_response_format_json_schema,
+            LLMModel.context_window_tokens,
+            LLMModel.connection_tested_at,
+            LLMModel.llm_provider_id,
+            LLMProvider.name.label("provider_name"),
+            func.coalesce(presets.c.total, 0).label("preset_count"),
+            (func.coalesce(presets.c.defaults, 0) > 0).label("has_default_preset"),
         )
         .join(LLMModel.llm_provider)
         .outerjoin(presets, presets.c.model_id == LLMModel.id)
-        .options(
-            contains_eager(LLMModel.llm_provider).load_only(
-                LLMProvider.id, LLMProvider.name, LLMProvider.message_overhead_tokens
-            )
-        )
     )
 
 
-def _rows(query: Any) -> list[ModelRow]:
-    return [
-        ModelRow(model, int(total), bool(defaults))
-        for model, total, defaults in db.session.execute(query)
-    ]
-
-
-def list_models(filters: ModelFilters, per_page: int = MODELS_PER_PAGE) -> ModelPage:
+def list_models(filters: ModelFilters, per_page: int | None = None) -> ModelPage:
     """A page of the models list, filtered by provider, enabled state and text.
 
-    One query whatever the page size: the total comes from a window count over the filtered
-    rows. Text matches the name, the model id or the key, case-insensitively.
+    One query whatever the page size (one row more than a page tells whether another
+    follows). Text matches the name, the model id or the key, case-insensitively.
     """
-    query = _model_rows_query().add_columns(func.count().over())
+    per_page = per_page or MODELS_PER_PAGE
+    query = _model_rows_query()
     if filters.provider_id:
         query = query.where(LLMModel.llm_provider_id == filters.provider_id)
     if filters.enabled:
@@ -616,17 +623,15 @@ def list_models(filters: ModelFilters, per_page: int = MODELS_PER_PAGE) -> Model
             )
         )
     query = query.order_by(func.lower(LLMProvider.name), func.lower(LLMModel.name), LLMModel.id)
-    query = query.limit(per_page).offset((filters.page - 1) * per_page)
-    result = db.session.execute(query).all()
-    rows = [ModelRow(model, int(presets), bool(defaults)) for model, presets, defaults, _ in result]
-    total = int(result[0][3]) if result else 0
-    return ModelPage(rows, total, filters.page, per_page)
+    query = query.limit(per_page + 1).offset((filters.page - 1) * per_page)
+    rows = [ModelRow._make(row) for row in db.session.execute(query)]
+    return ModelPage(rows[:per_page], filters.page, per_page, len(rows) > per_page)
 
 
 def model_row(model_id: int) -> ModelRow | None:
-    """One row of the models list (the same query, for fragments that redraw a row)."""
-    rows = _rows(_model_rows_query().where(LLMModel.id == model_id))
-    return rows[0] if rows else None
+    """One row of the models list (the same columns, for fragments that redraw a row)."""
+    row = db.session.execute(_model_rows_query().where(LLMModel.id == model_id)).first()
+    return ModelRow._make(row) if row else None
 
 
 def model_form(model: LLMModel | None = None, provider_id: int | None = None) -> FormState:
