@@ -1,0 +1,147 @@
+// The chat page's behaviours, on top of htmx and its SSE extension. No inline scripts or
+// handlers (the CSP forbids them): everything is keyed on ids and data-* attributes.
+(function () {
+  "use strict";
+
+  var PHONE = window.matchMedia("(max-width: 800px)");
+  var FOLLOW_SLACK_PX = 160;
+  var STOP_SETTLE_MS = 400;
+  var following = true;
+
+  function composer() { return document.getElementById("composer"); }
+  function liveReplies() { return document.querySelectorAll("#transcript [sse-connect]"); }
+
+  function nearBottom() {
+    var root = document.documentElement;
+    return root.scrollHeight - (window.scrollY + window.innerHeight) < FOLLOW_SLACK_PX;
+  }
+
+  function toBottom() {
+    window.scrollTo(0, document.documentElement.scrollHeight);
+  }
+
+  function refreshBudget() {
+    var meter = document.getElementById("budget");
+    if (meter) htmx.trigger(meter, "budget-refresh");
+  }
+
+  function say(text) {
+    var status = document.getElementById("composer-status");
+    if (status) status.textContent = text;
+  }
+
+  // The conversation list folds away on phones and stays open on wider screens.
+  function fitSidebar() {
+    document.querySelectorAll("[data-sidebar]").forEach(function (fold) {
+      fold.open = !PHONE.matches;
+    });
+  }
+  PHONE.addEventListener("change", fitSidebar);
+
+  // A new page (first load or a boosted navigation): newest message in view.
+  htmx.onLoad(function (elt) {
+    if (elt === document.body || (elt.querySelector && elt.querySelector("#transcript"))) {
+      fitSidebar();
+      following = true;
+      toBottom();
+    }
+  });
+
+  // Follow a streaming reply down the page, unless the reader scrolled up to read.
+  window.addEventListener("scroll", function () { following = nearBottom(); }, { passive: true });
+  document.body.addEventListener("htmx:sseMessage", function () {
+    if (following) toBottom();
+  });
+
+  document.body.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail.target;
+    if (target && target.id === "transcript") {
+      following = true;
+      toBottom();
+    }
+  });
+
+  // After a send: empty the message box, keep the focus there, re-count the budget.
+  document.body.addEventListener("htmx:afterRequest", function (event) {
+    var form = event.detail.elt;
+    if (!form || form.id !== "composer" || !event.detail.successful) return;
+    var box = form.querySelector("textarea[name=content]");
+    if (box) {
+      box.value = "";
+      box.focus();
+    }
+    say("");
+    refreshBudget();
+  });
+
+  // A failed send brings the form back (errors, typed text kept): focus the message again.
+  document.body.addEventListener("htmx:afterSettle", function (event) {
+    if (event.detail.elt && event.detail.elt.id === "composer") {
+      var box = event.detail.elt.querySelector("textarea[name=content]");
+      if (box) box.focus();
+    }
+  });
+
+  // A reply that ended: the transcript changed, so does the budget.
+  document.body.addEventListener("htmx:sseClose", refreshBudget);
+
+  document.body.addEventListener("htmx:confirm", function (event) {
+    var elt = event.detail.elt;
+    // One reply at a time: a message sent while one streams would not see it.
+    if (elt && elt.id === "composer" && liveReplies().length > 0) {
+      event.preventDefault();
+      say("Wait for the reply to finish, or press Stop.");
+      return;
+    }
+    if (elt && elt.hasAttribute && elt.hasAttribute("data-stop")) {
+      event.preventDefault();
+      stop(elt, event.detail.issueRequest);
+    }
+  });
+
+  // Stop: close the stream now and keep the text that arrived; then the button's own
+  // request fetches the message once the server has noticed and saved it.
+  function stop(button, issueRequest) {
+    var message = button.closest(".message");
+    var live = message && message.querySelector("[sse-connect]");
+    button.disabled = true;
+    if (live) freeze(live);
+    window.setTimeout(function () { issueRequest(true); }, STOP_SETTLE_MS);
+  }
+
+  // Swapping the sse-connect element out through htmx runs htmx's cleanup, which closes
+  // its EventSource (a plain DOM removal would leave the connection open).
+  function freeze(live) {
+    var text = live.querySelector(".reply-text");
+    var copy = document.createElement("div");
+    copy.className = "reply-text";
+    copy.textContent = text ? text.textContent : "";
+    live.removeAttribute("sse-connect");
+    htmx.swap(live, copy.outerHTML, { swapStyle: "outerHTML" });
+  }
+
+  // An EventSource that the server closed for good (204: the reply is being written by
+  // another request, or is already done): stop the extension's retries and show the
+  // message as the server has it (it polls until final).
+  document.body.addEventListener("htmx:sseError", function (event) {
+    var live = event.target;
+    var source = event.detail && event.detail.source;
+    if (!source || source.readyState !== EventSource.CLOSED || !live.getAttribute) return;
+    var url = live.getAttribute("data-message-url");
+    var message = live.closest(".message");
+    live.removeAttribute("sse-connect");
+    if (url && message) htmx.ajax("GET", url, { source: message, target: message, swap: "outerHTML" });
+  });
+
+  // Esc in the composer stops the reply that is streaming.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape" || event.isComposing) return;
+    var form = composer();
+    if (!form || !form.contains(document.activeElement)) return;
+    var button = document.querySelector("#transcript .live [data-stop]:not([disabled])");
+    if (button) {
+      event.preventDefault();
+      button.click();
+    }
+  });
+})();

@@ -1,0 +1,217 @@
+"""The chat page in Chromium (Playwright): streaming, reload, Stop, errors, the keyboard.
+
+The mock API runs in the live server; a provider header asks it to pause between pieces
+(`chunk_delay`) so a reply takes long enough to be watched growing.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pytest
+from flask import Flask
+from playwright.sync_api import Page, expect
+
+from tests.conftest import LiveServer
+from tests.test_chat_stream import (
+    LONG_PROMPT,
+    mock_model,
+    mock_provider,
+    mock_reply_pattern,
+    stream_outcomes,
+    wait_for_status,
+)
+from webapp.extensions import db as _db
+from webapp.models import ChatMessage
+from webapp.services import conversations as chats
+
+
+@pytest.fixture(scope="session")
+def base_url() -> str | None:
+    # Replaces pytest-playwright's fallback fixture, a method on a plugin object that
+    # pytest 9 flags as deprecated (an error under filterwarnings = error); URLs here are
+    # absolute.
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _short_timeouts(page: Page) -> None:
+    page.set_default_timeout(7000)
+
+
+# The length of the streaming reply's text every 80 ms, until the final rendering replaces it.
+SAMPLE_REPLY_LENGTHS = """() => new Promise((resolve) => {
+  const lengths = [];
+  const timer = setInterval(() => {
+    const text = document.querySelector("#transcript .message.live .reply-text");
+    lengths.push(text ? text.textContent.length : -1);
+    if ((lengths.some((n) => n > 0) && !text) || lengths.length > 100) {
+      clearInterval(timer);
+      resolve(lengths);
+    }
+  }, 80);
+})"""
+
+
+def last_reply(page: Page) -> Any:
+    return page.locator("#transcript .message.assistant").last
+
+
+def reply_id(page: Page) -> int:
+    element_id = last_reply(page).get_attribute("id") or ""
+    return int(element_id.removeprefix("message-"))
+
+
+def send(page: Page, text: str) -> None:
+    box = page.get_by_role("textbox", name="Message")
+    box.fill(text)
+    box.press("Enter")
+
+
+def test_the_reply_grows_while_it_streams_and_survives_a_reload(
+    app: Flask, live_server: LiveServer, member_page: Page
+) -> None:
+    mock_model(mock_provider(live_server, "chunk_delay=0.08"))
+    page = member_page
+    page.goto(f"{live_server.url}/")
+
+    send(page, LONG_PROMPT)
+    # Sampled in the page itself, so the test's own round trips cannot blur the growth.
+    lengths = page.evaluate(SAMPLE_REPLY_LENGTHS)
+
+    growing = [length for length in lengths if length > 0]
+    assert growing == sorted(growing), lengths
+    assert len(set(growing)) >= 3, lengths
+    reply = last_reply(page)
+    expect(reply.locator(".markdown")).to_be_visible(timeout=10_000)
+    final = reply.locator(".markdown").inner_text()
+    assert re.fullmatch(mock_reply_pattern(LONG_PROMPT), final)
+    expect(reply).to_contain_text("tok/s")
+    expect(reply).to_contain_text("first token")
+    expect(page.get_by_role("textbox", name="Message")).to_be_focused()
+    expect(page.get_by_role("textbox", name="Message")).to_have_value("")
+
+    page.reload()
+
+    expect(page.locator("#transcript .message.user")).to_have_text(LONG_PROMPT)
+    expect(last_reply(page).locator(".markdown")).to_have_text(final)
+    expect(page.get_by_role("link", name=LONG_PROMPT[:20])).to_be_visible()
+    title = page.title()
+    assert title.startswith("Streaming replies arrive") and title.endswith("· ModelDesk")
+
+
+def test_stop_ends_the_reply_and_the_upstream_request(
+    app: Flask, live_server: LiveServer, member_page: Page
+) -> None:
+    mock_model(mock_provider(live_server, "chunk_delay=0.15"))
+    page = member_page
+    page.goto(f"{live_server.url}/")
+
+    send(page, LONG_PROMPT)
+    expect(page.locator("#transcript .reply-text").last).not_to_be_empty(timeout=5000)
+    message_id = reply_id(page)
+    page.get_by_role("button", name="Stop").click()
+
+    reply = last_reply(page)
+    expect(reply.locator(".badge", has_text="Stopped")).to_be_visible(timeout=5000)
+    shown = reply.inner_text()
+    time.sleep(0.5)
+    assert reply.inner_text() == shown
+    message = wait_for_status(message_id, {"stopped"})
+    assert message.status == "stopped"
+    assert 0 < len(message.content) < len(LONG_PROMPT)
+    assert message.content in shown
+    assert stream_outcomes(live_server) == ["disconnected"]
+    # The composer is free again.
+    send(page, "next question")
+    expect(page.locator("#transcript .message.user").last).to_have_text("next question")
+    expect(last_reply(page).locator(".markdown")).to_contain_text("next question")
+
+
+def test_prompt_too_long_shows_its_four_numbers(
+    app: Flask, live_server: LiveServer, member_page: Page
+) -> None:
+    mock_model(mock_provider(live_server), context_window_tokens=20)
+    page = member_page
+    page.goto(f"{live_server.url}/")
+    box = page.get_by_role("textbox", name="Message")
+
+    box.fill(LONG_PROMPT)
+    expect(page.locator("#budget")).to_contain_text("over the limit", timeout=5000)
+    meter = page.locator("#budget").inner_text()
+    box.press("Enter")
+
+    error = last_reply(page).locator(".message-error")
+    expect(error).to_contain_text("Prompt too long", timeout=5000)
+    _db.session.expire_all()
+    message = _db.session.scalars(
+        _db.select(ChatMessage).where(ChatMessage.role == "assistant")
+    ).one()
+    budget = message.details["budget"]
+    expect(error).to_contain_text(
+        f"estimated {budget['estimated_tokens']} tokens, limit {budget['limit_tokens']} "
+        f"= window {budget['max_tokens']} − reserve {budget['reserve_tokens']}"
+    )
+    assert budget["max_tokens"] == 20
+    # The meter showed, while typing, the numbers the reply was refused with.
+    assert f"≈ {budget['estimated_tokens']} / {budget['limit_tokens']} tokens" in meter
+
+
+def test_enter_sends_and_shift_enter_starts_a_new_line(
+    app: Flask, live_server: LiveServer, member_page: Page
+) -> None:
+    mock_model(mock_provider(live_server))
+    page = member_page
+    page.goto(f"{live_server.url}/")
+    box = page.get_by_role("textbox", name="Message")
+
+    box.click()
+    page.keyboard.type("first line")
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.type("second line")
+    expect(box).to_have_value("first line\nsecond line")
+    page.keyboard.press("Enter")
+
+    expect(page.locator("#transcript .message.user")).to_have_text("first line\nsecond line")
+    expect(last_reply(page).locator(".markdown")).to_contain_text(
+        "first line second line", timeout=5000
+    )
+    box = page.get_by_role("textbox", name="Message")
+    expect(box).to_have_value("")
+    expect(box).to_be_focused()
+
+
+def test_a_reply_streamed_by_another_request_is_polled_until_final(
+    app: Flask, live_server: LiveServer, member_page: Page, member: Any
+) -> None:
+    model = mock_model(mock_provider(live_server))
+    conversation = chats.start_conversation(member.id)
+    choice, _ = chats.choose({"llm_model_id": str(model.id), "content": "Who answers?"})
+    assert choice is not None
+    _, reply = chats.add_turn(conversation, choice)
+    reply_id, conversation_id = reply.id, conversation.id
+
+    def save(**values: Any) -> None:
+        # Its own app context: Playwright runs route handlers outside the test's.
+        with app.app_context():
+            _db.session.execute(
+                _db.update(ChatMessage).where(ChatMessage.id == reply_id).values(**values)
+            )
+            _db.session.commit()
+
+    def claimed_elsewhere(route: Any) -> None:
+        # Another tab claimed the reply first: this page's stream request gets 204.
+        save(status="streaming", content="Half an answer")
+        route.fulfill(status=204)
+
+    page = member_page
+    page.route(f"**/messages/{reply_id}/stream", claimed_elsewhere)
+    page.goto(f"{live_server.url}/c/{conversation_id}")
+
+    expect(last_reply(page)).to_contain_text("Half an answer")
+    expect(last_reply(page)).to_contain_text("finishing")
+    save(status="complete", content="The **whole** answer")
+    expect(last_reply(page).locator(".markdown strong")).to_have_text("whole")
+    expect(last_reply(page).locator("[sse-connect]")).to_have_count(0)

@@ -1,0 +1,428 @@
+"""The chat reply stream over real HTTP (`live_server`; the Flask test client buffers).
+
+A member signs in over HTTP, sends a message, and reads `/messages/<id>/stream` with a
+streaming client: `delta` frames arrive as the mock writes them, one `end` frame carries the
+final message, and the outcome is in the database whatever happened on the way.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+import pytest
+from flask import Flask
+
+from tests.conftest import MEMBER_EMAIL, PASSWORD, LiveServer
+from tests.factories import make_model, make_preset, make_provider
+from webapp.blueprints.chat import sse_frame
+from webapp.extensions import db as _db
+from webapp.models import ChatMessage, LLMModel, LLMProvider
+
+MOCK_PREFIX = "/mock_llm/v1"
+FAULT = "X-Mock-Fault"
+TAG = r" \[#[0-9a-f]{8}\]"
+PROMPT = "Tell me about server-sent events and <b>bold</b> claims & more, at some length please."
+LONG_PROMPT = " ".join(["Streaming replies arrive piece by piece over one response."] * 5)
+
+
+# --- helpers shared with the browser tests ---------------------------------------------------
+
+
+def mock_provider(live_server: LiveServer, fault: str | None = None, **attributes: Any) -> Any:
+    """A provider for the live server's own mock API, optionally asking it for a fault."""
+    values: dict[str, Any] = {
+        "name": "Mock (Local)",
+        "base_url": live_server.url,
+        "api_prefix": MOCK_PREFIX,
+        "headers": {FAULT: fault} if fault else {},
+    }
+    return make_provider(**{**values, **attributes})
+
+
+def mock_model(provider: LLMProvider, **attributes: Any) -> LLMModel:
+    """The mock model, enabled and streaming, with the seeds' "default" preset."""
+    values: dict[str, Any] = {
+        "model": "mock",
+        "name": "Mock",
+        "enabled": True,
+        "supports_streaming": True,
+    }
+    model = make_model(provider, **{**values, **attributes})
+    make_preset(model, key="default", name="Default", llm_options_overrides={"temperature": 0})
+    return model
+
+
+def mock_reply_pattern(prompt: str) -> str:
+    collapsed = " ".join(prompt.split())[:240]
+    return re.escape(f"Mock response (model=mock): {collapsed}") + TAG
+
+
+def stream_outcomes(live_server: LiveServer, count: int = 1, within: float = 3.0) -> list[str]:
+    """How the mock's streams ended, once `count` are recorded (a disconnect shows late)."""
+    record = live_server.app.extensions["mock_llm"]
+    deadline = time.monotonic() + within
+    while len(record.outcomes()) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return [outcome.outcome for outcome in record.outcomes()]
+
+
+def wait_for_status(message_id: int, statuses: set[str], within: float = 5.0) -> ChatMessage:
+    """The message, re-read until its status is one of `statuses` (the server saves late)."""
+    deadline = time.monotonic() + within
+    while True:
+        _db.session.expire_all()
+        message = _db.session.get(ChatMessage, message_id)
+        assert message is not None
+        if message.status in statuses or time.monotonic() > deadline:
+            return message
+        time.sleep(0.02)
+
+
+def signed_in_client(live_server: LiveServer, email: str = MEMBER_EMAIL) -> httpx2.Client:
+    """An HTTP client with a session cookie, signed in through the real form (with CSRF)."""
+    client = httpx2.Client(base_url=live_server.url, timeout=10)
+    page = client.get("/login").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token is not None
+    response = client.post(
+        "/login", data={"csrf_token": token.group(1), "email": email, "password": PASSWORD}
+    )
+    assert response.status_code == 303, response.text
+    return client
+
+
+def csrf_token(client: httpx2.Client, path: str = "/") -> str:
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text)
+    assert token is not None
+    return token.group(1)
+
+
+def send(client: httpx2.Client, model: LLMModel, content: str = PROMPT, **fields: Any) -> int:
+    """Send a first message from the empty page; returns the pending reply's id."""
+    data = {
+        "csrf_token": csrf_token(client),
+        "llm_model_id": str(model.id),
+        "llm_preset_id": "",
+        "system_prompt": "",
+        "content": content,
+        **fields,
+    }
+    response = client.post("/c/new", data=data)
+    assert response.status_code == 303, response.text
+    page = client.get(response.headers["Location"]).text
+    ids = re.findall(r'sse-connect="/messages/(\d+)/stream"', page)
+    assert ids, page
+    return int(ids[-1])
+
+
+@dataclass(frozen=True)
+class Frame:
+    event: str
+    data: str
+    at: float
+
+
+def read_frames(lines: Iterator[str]) -> Iterator[Frame]:
+    """Parse SSE from a line iterator: data lines joined with newlines, comments skipped."""
+    event, data = "message", []
+    for line in lines:
+        if line == "":
+            if data:
+                yield Frame(event, "\n".join(data), time.monotonic())
+            event, data = "message", []
+        elif line.startswith(":"):
+            continue
+        elif line.startswith("event: "):
+            event = line[len("event: ") :]
+        elif line.startswith("data: "):
+            data.append(line[len("data: ") :])
+        elif line == "data:":
+            data.append("")
+
+
+def stream(client: httpx2.Client, message_id: int) -> tuple[httpx2.Response, list[Frame]]:
+    with client.stream("GET", f"/messages/{message_id}/stream") as response:
+        frames = list(read_frames(response.iter_lines()))
+    return response, frames
+
+
+def deltas_text(frames: list[Frame]) -> str:
+    return "".join(html.unescape(frame.data) for frame in frames if frame.event == "delta")
+
+
+def end_html(frames: list[Frame]) -> str:
+    assert [frame.event for frame in frames].count("end") == 1
+    assert frames[-1].event == "end"
+    return frames[-1].data
+
+
+# --- tests -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def http(live_server: LiveServer, member: Any) -> Iterator[httpx2.Client]:
+    client = signed_in_client(live_server)
+    yield client
+    client.close()
+
+
+def test_frames_arrive_incrementally_and_the_reply_is_saved(
+    app: Flask, live_server: LiveServer, http: httpx2.Client
+) -> None:
+    model = mock_model(mock_provider(live_server, "chunk_delay=0.05"))
+    message_id = send(http, model, LONG_PROMPT)
+
+    response, frames = stream(http, message_id)
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-accel-buffering"] == "no"
+    deltas = [frame for frame in frames if frame.event == "delta"]
+    assert len(deltas) >= 10
+    # Spread over time, as the mock wrote them (≥ 0.05 s apart), not all at the end.
+    assert deltas[-1].at - deltas[0].at >= 0.05 * (len(deltas) - 1) * 0.6
+    reply = deltas_text(frames)
+    assert re.fullmatch(mock_reply_pattern(LONG_PROMPT), reply)
+
+    final = end_html(frames)
+    assert f'id="message-{message_id}"' in final
+    assert "sse-connect" not in final
+    assert "Mock" in final and "Default" in final
+    assert "tok/s" in final and "first token" in final
+
+    message = wait_for_status(message_id, {"complete"})
+    assert message.status == "complete"
+    assert message.content == reply
+    assert message.model_name == "Mock"
+    assert message.preset_name == "Default"
+    assert message.usage is not None
+    assert message.usage["completion_tokens"] == -(-len(reply) // 4)
+    assert message.ttft_ms is not None and 0 < message.ttft_ms <= message.total_ms
+    assert message.tokens_per_second is not None
+    assert message.details["finish_reason"] == "stop"
+    assert stream_outcomes(live_server) == ["completed"]
+
+
+def test_a_second_request_for_the_same_reply_gets_204_and_no_model_call(
+    app: Flask, live_server: LiveServer, http: httpx2.Client
+) -> None:
+    model = mock_model(mock_provider(live_server))
+    message_id = send(http, model)
+    stream(http, message_id)
+
+    again = http.get(f"/messages/{message_id}/stream")
+
+    assert again.status_code == 204
+    assert stream_outcomes(live_server, count=2, within=0.3) == ["completed"]
+
+
+def test_model_output_is_escaped_in_deltas(
+    app: Flask, live_server: LiveServer, http: httpx2.Client
+) -> None:
+    model = mock_model(mock_provider(live_server))
+    message_id = send(http, model, "<script>alert(1)</script> <b onclick=x>hi</b>")
+
+    _, frames = stream(http, message_id)
+
+    raw = "".join(frame.data for frame in frames if frame.event == "delta")
+    assert "<" not in raw and ">" not in raw
+    assert "&lt;script&gt;" in raw
+    final = end_html(frames)
+    assert "<script" not in final and "<b " not in final
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in final
+
+
+def test_history_of_earlier_turns_reaches_the_model(
+    app: Flask, live_server: LiveServer, http: httpx2.Client
+) -> None:
+    model = mock_model(mock_provider(live_server))
+    first = send(http, model, "first question")
+    stream(http, first)
+    conversation_id = _db.session.get(ChatMessage, first).conversation_id
+    data = {
+        "csrf_token": csrf_token(http),
+        "llm_model_id": str(model.id),
+        "content": "second question",
+    }
+    response = http.post(
+        f"/c/{conversation_id}/messages", data=data, headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 200
+    [second] = [int(i) for i in re.findall(r"/messages/(\d+)/stream", response.text)]
+
+    stream(http, second)
+
+    message = wait_for_status(second, {"complete"})
+    first_reply = _db.session.get(ChatMessage, first).content
+    # The mock counts prompt tokens from every message it was sent: both turns.
+    prompt_chars = len("first question") + len(first_reply) + len("second question")
+    assert message.usage["prompt_tokens"] == -(-prompt_chars // 4)
+
+
+def test_prompt_too_long_ends_with_the_four_numbers(
+    app: Flask, live_server: LiveServer, http: httpx2.Client
+) -> None:
+    model = mock_model(mock_provider(live_server), context_window_tokens=30)
+    preset = make_preset(model, key="short", name="Short", llm_options_overrides={"max_tokens": 8})
+    message_id = send(http, model, LONG_PROMPT, llm_preset_id=str(preset.id))
+
+    _, frames = stream(http, message_id)
+
+    assert [frame.event for frame in frames] == ["end"]
+    message = wait_for_status(message_id, {"error"})
+    assert message.status == "error"
+    assert message.error_code == "PROMPT_TOO_LONG"
+    budget = message.details["budget"]
+    assert budget["max_tokens"] == 30
+    assert budget["reserve_tokens"] == 8
+    assert budget["limit_tokens"] == 22
+    assert budget["estimated_tokens"] > 22
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", end_html(frames))).split())
+    assert (
+        f"estimated {budget['estimated_tokens']} tokens, limit 22 = window 30 − reserve 8"
+    ) in text
+    assert stream_outcomes(live_server, within=0.2) == []
+
+
+def test_a_model_disabled_after_sending_ends_with_model_disabled(
+    app: Flask, live_server: LiveServer, http: httpx2.Client
+) -> None:
+    model = mock_model(mock_provider(live_server))
+    message_id = send(http, model)
+    model.enabled = False
+    _db.session.commit()
+
+    _, frames = stream(http, message_id)
+
+    final = end_html(frames)
+    assert "Model disabled" in final and "Mock is disabled" in final
+    message = wait_for_status(message_id, {"error"})
+    assert (message.status, message.error_code) == ("error", "MODEL_DISABLED")
+
+
+def test_a_preset_deleted_after_sending_ends_with_preset_not_found(
+    app: Flask, live_server: LiveServer, http: httpx2.Client
+) -> None:
+    model = mock_model(mock_provider(live_server))
+    preset = model.llm_presets[0]
+    message_id = send(http, model, llm_preset_id=str(preset.id))
+    _db.session.delete(preset)
+    _db.session.commit()
+
+    _, frames = stream(http, message_id)
+
+    assert "Preset not found" in end_html(frames)
+    message = wait_for_status(message_id, {"error"})
+    assert message.error_code == "PRESET_NOT_FOUND"
+
+
+@pytest.mark.parametrize("where", ["status=503", "closed port"])
+def test_upstream_failures_end_with_a_readable_error(
+    app: Flask, live_server: LiveServer, http: httpx2.Client, where: str
+) -> None:
+    if where == "closed port":
+        provider = mock_provider(live_server, base_url=closed_port_url())
+    else:
+        provider = mock_provider(live_server, where)
+    model = mock_model(provider)
+    message_id = send(http, model)
+
+    _, frames = stream(http, message_id)
+
+    final = end_html(frames)
+    assert "The provider request failed" in final
+    message = wait_for_status(message_id, {"error"})
+    assert (message.status, message.error_code) == ("error", "LLM_REQUEST_FAILED")
+    expected = "HTTP 503" if where == "status=503" else "connection to the provider failed"
+    assert expected in message.error_text
+    assert expected in html.unescape(final)
+
+
+def test_a_stream_cut_by_the_provider_keeps_the_text_as_incomplete(
+    app: Flask, live_server: LiveServer, http: httpx2.Client
+) -> None:
+    model = mock_model(mock_provider(live_server, "cut=3"))
+    message_id = send(http, model, LONG_PROMPT)
+
+    _, frames = stream(http, message_id)
+
+    reply = deltas_text(frames)
+    assert 0 < len(reply) <= 3 * 18
+    message = wait_for_status(message_id, {"incomplete"})
+    assert message.status == "incomplete"
+    assert message.content == reply
+    assert message.error_code == "LLM_REQUEST_FAILED"
+    assert "Incomplete" in end_html(frames)
+
+
+def test_a_client_that_goes_away_leaves_the_partial_reply_stopped(
+    app: Flask, live_server: LiveServer, http: httpx2.Client
+) -> None:
+    model = mock_model(mock_provider(live_server, "chunk_delay=0.05"))
+    message_id = send(http, model, LONG_PROMPT)
+
+    received = ""
+    with http.stream("GET", f"/messages/{message_id}/stream") as response:
+        for frame in read_frames(response.iter_lines()):
+            received += html.unescape(frame.data)
+            if len(received) >= 3 * 18:
+                break
+
+    message = wait_for_status(message_id, {"stopped"})
+    assert message.status == "stopped"
+    assert message.content.startswith(received)
+    assert len(message.content) < len(LONG_PROMPT)
+    assert message.usage is None
+    assert stream_outcomes(live_server) == ["disconnected"]
+
+
+def test_another_users_reply_cannot_be_streamed(
+    app: Flask, live_server: LiveServer, http: httpx2.Client, admin: Any
+) -> None:
+    model = mock_model(mock_provider(live_server))
+    message_id = send(http, model)
+    other = signed_in_client(live_server, "admin@example.com")
+
+    assert other.get(f"/messages/{message_id}/stream").status_code == 404
+    assert wait_for_status(message_id, {"pending"}, within=0).status == "pending"
+    other.close()
+
+
+def test_the_end_frame_is_what_a_reload_shows(
+    app: Flask, live_server: LiveServer, http: httpx2.Client
+) -> None:
+    model = mock_model(mock_provider(live_server))
+    message_id = send(http, model)
+
+    _, frames = stream(http, message_id)
+
+    assert http.get(f"/messages/{message_id}").text.strip() == end_html(frames).strip()
+
+
+# --- the frame format ------------------------------------------------------------------
+
+
+def test_sse_frames_split_lines_into_data_fields() -> None:
+    assert sse_frame("delta", "one") == "event: delta\ndata: one\n\n"
+    assert (
+        sse_frame("delta", "a\nb\r\nc\rd") == "event: delta\ndata: a\ndata: b\ndata: c\ndata: d\n\n"
+    )
+    assert sse_frame("delta", "ends\n") == "event: delta\ndata: ends\ndata: \n\n"
+    frames = list(read_frames(iter(sse_frame("delta", "x\n\ny").split("\n"))))
+    assert [frame.data for frame in frames] == ["x\n\ny"]
+
+
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens: connecting is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
