@@ -22,10 +22,10 @@ from sqlalchemy import event, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from webapp import create_app  # noqa: E402
-from webapp.extensions import db  # noqa: E402
-from webapp.models import LLMModel, LLMProvider  # noqa: E402
-from webapp.services.users import create_user  # noqa: E402
+from webapp import create_app
+from webapp.extensions import db
+from webapp.models import LLMModel, LLMProvider
+from webapp.services.users import create_user
 
 PASSWORD = "benchmark-password"
 
@@ -39,9 +39,14 @@ def populate(total_models: int) -> None:
     db.session.flush()
     db.session.add_all(
         LLMModel(
-            llm_provider=providers[i % 10], model=f"vendor/model-{i}", name=f"Model {i}",
-            key=f"model-{i}", enabled=i % 3 == 0, supports_streaming=True,
-            supports_tool_calling=i % 2 == 0, context_window_tokens=128_000,
+            llm_provider=providers[i % 10],
+            model=f"vendor/model-{i}",
+            name=f"Model {i}",
+            key=f"model-{i}",
+            enabled=i % 3 == 0,
+            supports_streaming=True,
+            supports_tool_calling=i % 2 == 0,
+            context_window_tokens=128_000,
         )
         for i in range(total_models)
     )
@@ -85,11 +90,17 @@ def main() -> None:
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="modeldesk-bench-")
     url = args.database_url or f"sqlite:///{folder}/bench.sqlite3"
-    app = create_app({
-        "MODELDESK_ENV": "test", "SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench",
-        "MODELDESK_ENCRYPTION_KEY": "bench", "INSTANCE_PATH": folder,
-        "WTF_CSRF_ENABLED": False, "RATELIMIT_ENABLED": False,
-    })
+    app = create_app(
+        {
+            "MODELDESK_ENV": "test",
+            "SQLALCHEMY_DATABASE_URI": url,
+            "SECRET_KEY": "bench",
+            "MODELDESK_ENCRYPTION_KEY": "bench",
+            "INSTANCE_PATH": folder,
+            "WTF_CSRF_ENABLED": False,
+            "RATELIMIT_ENABLED": False,
+        }
+    )
     with app.app_context():
         upgrade()
         create_user("bench@example.com", PASSWORD, role="admin")
@@ -98,7 +109,9 @@ def main() -> None:
     for total in (10, 1000):
         timings, statements = measure(app, total, args.requests)
         quantiles = statistics.quantiles(timings, n=20)
-        print(f"{total:>7} {statements:>12} {statistics.median(timings):>8.1f} {quantiles[18]:>8.1f}")
+        print(
+            f"{total:>7} {statements:>12} {statistics.median(timings):>8.1f} {quantiles[18]:>8.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,98 @@
+"""Walk every route in the URL map: anonymous requests are refused, and state-changing
+requests without a CSRF token are rejected and change nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.routing import Rule
+
+from tests.conftest import ADMIN_EMAIL, PASSWORD
+from tests.factories import make_model, make_preset, make_provider
+from webapp.security import PUBLIC_BLUEPRINTS, PUBLIC_ENDPOINTS
+
+STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def app_rules(app: Flask) -> list[Rule]:
+    return [
+        rule for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static" and rule.endpoint.split(".")[0] not in PUBLIC_BLUEPRINTS
+    ]
+
+
+def concrete_path(rule: Rule, ids: dict[str, int]) -> str:
+    """The rule's path with every variable filled from real rows (1 when there is none)."""
+    values = {name: ids.get(name, 1) for name in rule.arguments}
+    return rule.build(values, append_unknown=False)[1]
+
+
+@pytest.fixture
+def ids(app: Flask, db: Any) -> dict[str, int]:
+    provider = make_provider()
+    model = make_model(provider)
+    preset = make_preset(model)
+    every = {"provider_id": provider.id, "model_id": model.id, "preset_id": preset.id, "id": 1}
+    return every
+
+
+def methods(rule: Rule) -> list[str]:
+    return sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
+
+
+def test_the_url_map_has_the_pages(app: Flask) -> None:
+    endpoints = {rule.endpoint for rule in app_rules(app)}
+    assert {"auth.login", "chat.index", "providers.index", "models.index"} <= endpoints
+
+
+def test_anonymous_requests_are_refused_everywhere_but_public_pages(
+    app: Flask, client: FlaskClient, admin: Any, ids: dict[str, int]
+) -> None:
+    app.config["WTF_CSRF_ENABLED"] = False  # so refusals come from sign-in, not CSRF
+    checked = 0
+    for rule in app_rules(app):
+        if rule.endpoint in PUBLIC_ENDPOINTS:
+            continue
+        path = concrete_path(rule, ids)
+        for method in methods(rule):
+            response = client.open(path, method=method)
+            assert response.status_code in (302, 401), (method, path, response.status_code)
+            if response.status_code == 302:
+                assert response.headers["Location"].startswith("/login"), (method, path)
+            checked += 1
+    assert checked >= 10
+
+
+def test_state_changes_without_csrf_token_are_rejected(
+    app: Flask, ids: dict[str, int], admin: Any, db: Any
+) -> None:
+    client = app.test_client()
+    app.config["WTF_CSRF_ENABLED"] = False
+    client.post("/login", data={"email": ADMIN_EMAIL, "password": PASSWORD})
+    app.config["WTF_CSRF_ENABLED"] = True
+    before = snapshot(db)
+    checked = 0
+    for rule in app_rules(app):
+        path = concrete_path(rule, ids)
+        for method in set(methods(rule)) & STATE_CHANGING:
+            if rule.endpoint == "auth.logout":
+                continue  # checked last: it would end the session the others need
+            for headers in ({}, {"HX-Request": "true"}):
+                response = client.open(path, method=method, headers=headers,
+                                       data={"name": "changed"})
+                assert response.status_code == 400, (method, path, response.status_code)
+            checked += 1
+    response = client.post("/logout")
+    assert response.status_code == 400
+    assert snapshot(db) == before
+    assert checked >= 5
+
+
+def snapshot(db: Any) -> list[tuple[Any, ...]]:
+    rows = []
+    for table in db.metadata.sorted_tables:
+        rows += [(table.name, *row) for row in db.session.execute(table.select()).all()]
+    return sorted(rows, key=repr)
