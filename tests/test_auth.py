@@ -26,8 +26,14 @@ def test_htmx_requests_get_hx_redirect_when_signed_out(client: FlaskClient, admi
 def test_setup_page_creates_first_admin_then_disappears(app: Flask, client: FlaskClient) -> None:
     app.config["WTF_CSRF_ENABLED"] = False
     assert client.get("/login").headers["Location"] == "/setup"
-    response = client.post("/setup", data={
-        "email": "First@Example.com", "password": PASSWORD, "password_confirmation": PASSWORD})
+    response = client.post(
+        "/setup",
+        data={
+            "email": "First@Example.com",
+            "password": PASSWORD,
+            "password_confirmation": PASSWORD,
+        },
+    )
     assert response.status_code == 303
     user = User.query.one()
     assert (user.email, user.role) == ("first@example.com", "admin")
@@ -37,8 +43,10 @@ def test_setup_page_creates_first_admin_then_disappears(app: Flask, client: Flas
 
 def test_setup_errors_keep_the_email(app: Flask, client: FlaskClient) -> None:
     app.config["WTF_CSRF_ENABLED"] = False
-    response = client.post("/setup", data={
-        "email": "me@example.com", "password": "short", "password_confirmation": "other"})
+    response = client.post(
+        "/setup",
+        data={"email": "me@example.com", "password": "short", "password_confirmation": "other"},
+    )
     html = response.get_data(as_text=True)
     assert response.status_code == 422
     assert 'value="me@example.com"' in html
@@ -56,10 +64,15 @@ def test_wrong_password_is_refused(app: Flask, client: FlaskClient, admin: Any) 
 
 def test_next_redirect_stays_on_this_site(app: Flask, client: FlaskClient, admin: Any) -> None:
     app.config["WTF_CSRF_ENABLED"] = False
-    for target, expected in [("/models/", "/models/"), ("https://evil.example/", "/"),
-                             ("//evil.example/", "/"), ("/\\evil.example", "/")]:
-        response = client.post(f"/login?next={target}",
-                               data={"email": ADMIN_EMAIL, "password": PASSWORD})
+    for target, expected in [
+        ("/models/", "/models/"),
+        ("https://evil.example/", "/"),
+        ("//evil.example/", "/"),
+        ("/\\evil.example", "/"),
+    ]:
+        response = client.post(
+            f"/login?next={target}", data={"email": ADMIN_EMAIL, "password": PASSWORD}
+        )
         assert response.headers["Location"] == expected, target
         client.post("/logout")
 
@@ -98,10 +111,12 @@ def test_session_cookie_flags(app: Flask, client: FlaskClient, admin: Any) -> No
 
 
 def test_users_create_command(runner: Any) -> None:
-    result = runner.invoke(args=["users", "create", "--admin", "ops@example.com"],
-                           input=f"{PASSWORD}\n{PASSWORD}\n")
+    result = runner.invoke(
+        args=["users", "create", "--admin", "ops@example.com"], input=f"{PASSWORD}\n{PASSWORD}\n"
+    )
     assert result.exit_code == 0, result.output
     assert User.query.filter_by(email="ops@example.com").one().is_admin
-    again = runner.invoke(args=["users", "create", "ops@example.com"],
-                          input=f"{PASSWORD}\n{PASSWORD}\n")
+    again = runner.invoke(
+        args=["users", "create", "ops@example.com"], input=f"{PASSWORD}\n{PASSWORD}\n"
+    )
     assert again.exit_code != 0 and "already been taken" in again.output

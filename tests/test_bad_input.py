@@ -19,17 +19,57 @@ from tests.factories import make_model, make_preset, make_provider
 from tests.test_routes import app_rules, concrete_path, snapshot
 
 NASTY_TEXT = [
-    "", " ", "-1", "0", "1e309", "NaN", "abc", "9" * 40, "x" * 100_000, "a\r\nX-Injected: 1",
-    "\x00", "{", "[]", "null", '{"model": "x", "stream": true}', '{"a": ' * 300 + "1" + "}" * 300,
-    "<script>alert(1)</script>", "javascript:alert(1)", "../../etc/passwd", "☃" * 50,
-    json.dumps({"X-Test": "a\nb"}), json.dumps({"temperature": -5}), "true", "on",
+    "",
+    " ",
+    "-1",
+    "0",
+    "1e309",
+    "NaN",
+    "abc",
+    "9" * 40,
+    "x" * 100_000,
+    "a\r\nX-Injected: 1",
+    "\x00",
+    "{",
+    "[]",
+    "null",
+    '{"model": "x", "stream": true}',
+    '{"a": ' * 300 + "1" + "}" * 300,
+    "<script>alert(1)</script>",
+    "javascript:alert(1)",
+    "../../etc/passwd",
+    "☃" * 50,
+    json.dumps({"X-Test": "a\nb"}),
+    json.dumps({"temperature": -5}),
+    "true",
+    "on",
 ]
 FIELDS = [
-    "name", "base_url", "api_prefix", "api_key", "remove_api_key", "headers",
-    "llm_options_defaults", "message_overhead_tokens", "llm_provider_id", "model", "key",
-    "enabled", "comment", "context_window_tokens", "supports_streaming",
-    "supports_tool_calling", "llm_options_overrides", "model_ids", "llm_model_id",
-    "llm_preset_id", "system_prompt", "content", "title", "email", "password",
+    "name",
+    "base_url",
+    "api_prefix",
+    "api_key",
+    "remove_api_key",
+    "headers",
+    "llm_options_defaults",
+    "message_overhead_tokens",
+    "llm_provider_id",
+    "model",
+    "key",
+    "enabled",
+    "comment",
+    "context_window_tokens",
+    "supports_streaming",
+    "supports_tool_calling",
+    "llm_options_overrides",
+    "model_ids",
+    "llm_model_id",
+    "llm_preset_id",
+    "system_prompt",
+    "content",
+    "title",
+    "email",
+    "password",
 ]
 
 form_data = st.dictionaries(
@@ -40,8 +80,12 @@ form_data = st.dictionaries(
 
 
 def post_rules(app: Flask) -> list[Rule]:
-    return [r for r in app_rules(app) if "POST" in (r.methods or ())
-            and r.endpoint not in ("auth.logout", "auth.login", "auth.setup")]
+    return [
+        r
+        for r in app_rules(app)
+        if "POST" in (r.methods or ())
+        and r.endpoint not in ("auth.logout", "auth.login", "auth.setup")
+    ]
 
 
 def seeded_ids(db: Any) -> dict[str, int]:
@@ -56,8 +100,11 @@ def seeded_ids(db: Any) -> dict[str, int]:
 def test_form_posts_never_500_and_rejections_write_nothing(
     app: Flask, admin_client: FlaskClient, db: Any, data: dict[str, str]
 ) -> None:
-    ids = seeded_ids(db) if not db.session.query(db.metadata.tables["llm_providers"]).count() \
+    ids = (
+        seeded_ids(db)
+        if not db.session.query(db.metadata.tables["llm_providers"]).count()
         else _existing_ids(db)
+    )
     for rule in post_rules(app):
         before = snapshot(db)
         response = admin_client.post(concrete_path(rule, ids), data=data)
@@ -71,8 +118,11 @@ def _existing_ids(db: Any) -> dict[str, int]:
     from webapp.models import LLMModel, LLMPreset, LLMProvider
 
     first = lambda model: db.session.query(model.id).order_by(model.id).first()  # noqa: E731
-    ids = {"provider_id": first(LLMProvider), "model_id": first(LLMModel),
-           "preset_id": first(LLMPreset)}
+    ids = {
+        "provider_id": first(LLMProvider),
+        "model_id": first(LLMModel),
+        "preset_id": first(LLMPreset),
+    }
     return {name: row[0] if row else 1 for name, row in ids.items()}
 
 
@@ -98,21 +148,37 @@ def test_wrong_methods_are_405(app: Flask, admin_client: FlaskClient, db: Any) -
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-@given(body=st.one_of(
-    st.binary(max_size=300),
-    st.sampled_from([b"", b"{", b"[]", b"null", b'{"model": 5}', b'{"model": "m", "messages": {}}',
-                     b'{"model": "m", "messages": [1, "x", null]}',
-                     b'{"model": "m", "messages": [{"role": "user", "content": {"a": 1}}]}',
-                     b'{"model": "m", "messages": [{"role": "user", "content": "hi"}], '
-                     b'"max_tokens": "lots"}']),
-    st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-                 lambda inner: st.lists(inner, max_size=3)
-                 | st.dictionaries(st.text(max_size=10), inner, max_size=3),
-                 max_leaves=10).map(lambda v: json.dumps(v).encode()),
-))
+@given(
+    body=st.one_of(
+        st.binary(max_size=300),
+        st.sampled_from(
+            [
+                b"",
+                b"{",
+                b"[]",
+                b"null",
+                b'{"model": 5}',
+                b'{"model": "m", "messages": {}}',
+                b'{"model": "m", "messages": [1, "x", null]}',
+                b'{"model": "m", "messages": [{"role": "user", "content": {"a": 1}}]}',
+                b'{"model": "m", "messages": [{"role": "user", "content": "hi"}], '
+                b'"max_tokens": "lots"}',
+            ]
+        ),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(st.text(max_size=10), inner, max_size=3)
+            ),
+            max_leaves=10,
+        ).map(lambda v: json.dumps(v).encode()),
+    )
+)
 def test_mock_api_answers_json_errors_never_500(client: FlaskClient, body: bytes) -> None:
-    response = client.post("/mock_llm/v1/chat/completions", data=body,
-                           content_type="application/json")
+    response = client.post(
+        "/mock_llm/v1/chat/completions", data=body, content_type="application/json"
+    )
     assert response.status_code < 500
     if response.status_code >= 400:
         assert "message" in response.get_json()["error"]

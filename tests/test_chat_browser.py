@@ -28,14 +28,6 @@ from webapp.models import ChatMessage
 from webapp.services import conversations as chats
 
 
-@pytest.fixture(scope="session")
-def base_url() -> str | None:
-    # Replaces pytest-playwright's fallback fixture, a method on a plugin object that
-    # pytest 9 flags as deprecated (an error under filterwarnings = error); URLs here are
-    # absolute.
-    return None
-
-
 @pytest.fixture(autouse=True)
 def _short_timeouts(page: Page) -> None:
     page.set_default_timeout(7000)

@@ -672,17 +672,13 @@ def test_a_reply_abandoned_mid_stream_is_settled_as_incomplete(
     assert (message.status, message.content) == ("incomplete", "half a")
 
 
-def test_boosted_arrival_from_another_area_asks_for_a_full_load(
-    member_client: FlaskClient, model: LLMModel
-) -> None:
-    from_models = {"HX-Request": "true", "HX-Boosted": "true", "HX-Current-URL": "http://x/models"}
-    response = member_client.get("/", headers=from_models)
-    assert response.headers["HX-Redirect"] == "/"
-
-    within_chat = {**from_models, "HX-Current-URL": "http://x/c/3"}
-    response = member_client.get("/", headers=within_chat)
-    assert "HX-Redirect" not in response.headers
-    assert "Start a new chat" in response.get_data(as_text=True)
+def test_every_page_loads_the_chat_and_config_assets(admin_client: FlaskClient) -> None:
+    """A boosted link swaps only the body, so each page's <head> must already hold what any
+    page needs: arriving at the chat from the models page keeps chat.js working."""
+    for path in ("/", "/models/", "/providers/"):
+        html = admin_client.get(path).get_data(as_text=True)
+        for asset in ("chat.js", "chat.css", "config.css", "app.js"):
+            assert f"/static/{asset}" in html, (path, asset)
 
 
 # --- the transcript service ----------------------------------------------------------------

@@ -19,14 +19,6 @@ from webapp.models import LLMModel, LLMPreset, LLMProvider
 pytestmark = pytest.mark.usefixtures("live_server")
 
 
-@pytest.fixture(scope="session")
-def base_url() -> str | None:
-    # Replaces pytest-playwright's fallback fixture, a method on a plugin object, which
-    # pytest 9 flags as deprecated (an error under filterwarnings = error). Pages here use
-    # absolute URLs. (Belongs in conftest.py, which another engineer owns.)
-    return None
-
-
 @pytest.fixture(autouse=True)
 def _short_timeouts(page: Page) -> None:
     # Everything here answers in well under a second; fail fast instead of waiting 30 s.

@@ -53,8 +53,9 @@ def test_forwarded_headers_ignored_unless_trusted(app: Flask, tmp_path: Any) -> 
     probe(untrusted)
     untrusted.test_client().get("/healthz", headers=headers)
     assert seen["scheme"] == "http"
-    trusted = create_app(make_config(app.config["SQLALCHEMY_DATABASE_URI"], str(tmp_path),
-                                     TRUSTED_PROXY_COUNT=1))
+    trusted = create_app(
+        make_config(app.config["SQLALCHEMY_DATABASE_URI"], str(tmp_path), TRUSTED_PROXY_COUNT=1)
+    )
     probe(trusted)
     trusted.test_client().get("/healthz", headers=headers)
     assert (seen["scheme"], seen["remote"]) == ("https", "203.0.113.9")

@@ -19,7 +19,8 @@ STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 
 def app_rules(app: Flask) -> list[Rule]:
     return [
-        rule for rule in app.url_map.iter_rules()
+        rule
+        for rule in app.url_map.iter_rules()
         if rule.endpoint != "static" and rule.endpoint.split(".")[0] not in PUBLIC_BLUEPRINTS
     ]
 
@@ -81,8 +82,9 @@ def test_state_changes_without_csrf_token_are_rejected(
             if rule.endpoint == "auth.logout":
                 continue  # checked last: it would end the session the others need
             for headers in ({}, {"HX-Request": "true"}):
-                response = client.open(path, method=method, headers=headers,
-                                       data={"name": "changed"})
+                response = client.open(
+                    path, method=method, headers=headers, data={"name": "changed"}
+                )
                 assert response.status_code == 400, (method, path, response.status_code)
             checked += 1
     response = client.post("/logout")

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from flask import make_response, render_template, request
+from flask import make_response, request
 from werkzeug.wrappers import Response
 
 
 def is_htmx_fragment_request() -> bool:
-    """An htmx request that wants a fragment (not a boosted navigation, which wants a page)."""
-    return request.headers.get("HX-Request") == "true" and not request.headers.get("HX-Boosted")
+    """An htmx request that wants a fragment rather than a whole page.
 
-
-def render(page: str, fragment: str | None = None, status: int = 200, **context: Any) -> Response:
-    """Render `fragment` for htmx fragment requests, the full `page` otherwise."""
-    template = fragment if fragment and is_htmx_fragment_request() else page
-    return make_response(render_template(template, **context), status)
+    Not a boosted navigation or form (those want pages), and for a GET only one aimed at an
+    element: the GET htmx makes to follow an `HX-Location` targets the body, which has no id,
+    so it sends no `HX-Target` and gets the page.
+    """
+    if request.headers.get("HX-Request") != "true" or request.headers.get("HX-Boosted"):
+        return False
+    return request.method != "GET" or bool(request.headers.get("HX-Target"))
 
 
 def redirect_for_htmx(location: str) -> Response:

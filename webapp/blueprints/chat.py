@@ -12,7 +12,6 @@ import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -61,23 +60,6 @@ def sse_frame(event: str, data: str) -> str:
 
 
 # --- pages ---------------------------------------------------------------------------------
-
-
-@bp.before_request
-def full_load_when_arriving_from_another_area() -> ResponseReturnValue | None:
-    """A boosted link from another page swaps only the body, so this page's stylesheet and
-    script (in <head>) would be missing: ask htmx for a full page load instead."""
-    if request.method != "GET" or request.headers.get("HX-Boosted") != "true":
-        return None
-    if request.endpoint not in ("chat.index", "chat.show"):
-        return None
-    if _is_chat_page(urlsplit(request.headers.get("HX-Current-URL", "")).path):
-        return None
-    return "", 200, {"HX-Redirect": request.full_path.rstrip("?")}
-
-
-def _is_chat_page(path: str) -> bool:
-    return path == "/" or path.startswith("/c/")
 
 
 @bp.get("/")
