@@ -426,3 +426,34 @@ def closed_port_url() -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+def test_past_the_stream_limit_a_reply_is_refused_at_once_as_busy(
+    live_server: LiveServer, http: httpx2.Client
+) -> None:
+    """A process at its stream cap says "busy, try again" instead of queueing; once a slot
+    is free again the next reply streams."""
+    model = mock_model(mock_provider(live_server))
+    slots = live_server.app.extensions["stream_slots"]
+    held = [slots.try_acquire() for _ in range(slots.limit)]
+    assert all(held) and not slots.try_acquire()
+    try:
+        busy_id = send(http, model, "Are you busy?")
+        started = time.monotonic()
+        _, frames = stream(http, busy_id)
+        assert time.monotonic() - started < 2
+        assert [frame.event for frame in frames] == ["end"]
+        assert "Busy" in frames[0].data and "Try again" in frames[0].data
+        busy = wait_for_status(busy_id, {"error"})
+        assert (busy.status, busy.error_code) == ("error", "BUSY")
+    finally:
+        for _ in held:
+            slots.release()
+    ok_id = send(http, model, "Now?")
+    _, frames = stream(http, ok_id)
+    assert re.fullmatch(mock_reply_pattern("Now?"), deltas_text(frames))
+    assert wait_for_status(ok_id, {"complete"}).status == "complete"
+    # Every slot came back: the finished stream released its own.
+    assert all(slots.try_acquire() for _ in range(slots.limit))
+    for _ in range(slots.limit):
+        slots.release()

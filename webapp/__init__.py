@@ -15,6 +15,7 @@ from webapp.errors import register_errorhandlers
 from webapp.extensions import csrf, db, limiter, migrate
 from webapp.http_headers import init_http_headers
 from webapp.security import init_security
+from webapp.services.stream_slots import init_stream_slots
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,6 +37,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_commands(app)
     register_errorhandlers(app)
     init_http_headers(app)
+    init_stream_slots(app)
     app.after_request(_vary_on_htmx)
     return app
 

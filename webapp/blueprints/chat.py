@@ -38,12 +38,14 @@ from webapp.services import result as codes
 from webapp.services.chat import StreamEvent
 from webapp.services.markdown import render_markdown
 from webapp.services.result import Result
+from webapp.services.stream_slots import stream_slots
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("chat", __name__, url_prefix="/")
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+BUSY_TEXT = "ModelDesk is busy: too many replies are streaming right now. Try again in a moment."
 # SSE ends a line at CR, LF or CRLF; each line of a payload needs its own "data:" field.
 _SSE_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -252,19 +254,40 @@ def stream_message(message_id: int) -> ResponseReturnValue:
     reconnecting, a second tab) gets 204, which tells EventSource not to retry.
     """
     message = _own_message(message_id)
-    if not chats.claim(message.id):
-        return "", 204
-    reply = chats.start_reply(message)
+    slots = stream_slots()
+    if not slots.try_acquire():
+        return _busy(message)
+    try:
+        if not chats.claim(message.id):
+            slots.release()
+            return "", 204
+        reply = chats.start_reply(message)
+    except BaseException:
+        slots.release()
+        raise
     recorder = chats.ReplyRecorder(
         db.engine, reply.message_id, model_name=reply.model_name, preset_name=reply.preset_name
     )
     # Everything is read; give the connection back while the reply streams.
     db.session.close()
-    return Response(
+    response = Response(
         stream_with_context(_frames(reply.events, recorder)),
         mimetype="text/event-stream",
         headers=SSE_HEADERS,
     )
+    # On close, whether or not the body was ever iterated (a client gone before the first
+    # byte never starts the generator, so its `finally` cannot be relied on).
+    response.call_on_close(slots.release)
+    return response
+
+
+def _busy(message: ChatMessage) -> ResponseReturnValue:
+    """Too many replies stream in this process: say so in the transcript, at once."""
+    if not chats.refuse_busy(message.id, BUSY_TEXT):
+        return "", 204
+    db.session.refresh(message)
+    frame = sse_frame("end", render_template("chat/_message.html", message=message))
+    return Response(frame, mimetype="text/event-stream", headers=SSE_HEADERS)
 
 
 def _frames(events: Iterator[StreamEvent], recorder: chats.ReplyRecorder) -> Iterator[str]:

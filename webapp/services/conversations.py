@@ -429,6 +429,18 @@ def cancel_pending(message_id: int) -> bool:
     return result.rowcount == 1
 
 
+def refuse_busy(message_id: int, reason: str) -> bool:
+    """pending → error with code BUSY (the server is at its stream limit); False otherwise."""
+    result = db.session.execute(
+        update(ChatMessage)
+        .where(ChatMessage.id == message_id, ChatMessage.status == "pending")
+        .values(status="error", error_code="BUSY", error_text=reason, updated_at=utcnow()),
+        execution_options={"synchronize_session": False},
+    )
+    db.session.commit()
+    return result.rowcount == 1
+
+
 def settle_abandoned(conversation_id: int, older_than: timedelta) -> int:
     """Mark replies "incomplete" whose stream stopped writing long ago (a server that died
     mid-stream), so no page polls them forever. Returns how many were settled."""
