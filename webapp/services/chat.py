@@ -10,7 +10,7 @@ import inspect
 import logging
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypedDict, Unpack
 
 import openai
@@ -23,7 +23,12 @@ from webapp.services import result as codes
 from webapp.services.clients import client_for, provider_secrets, scrub
 from webapp.services.language import language_policy
 from webapp.services.result import Result
-from webapp.services.tokens import check_prompt_budget, default_estimator, estimate_prompt_tokens
+from webapp.services.tokens import (
+    PromptBudget,
+    check_prompt_budget,
+    default_estimator,
+    estimate_prompt_tokens,
+)
 
 log = logging.getLogger(__name__)
 
@@ -213,25 +218,40 @@ def _reserve_tokens(options: Mapping[str, Any]) -> int:
     return reserve
 
 
+def _budget(
+    llm_model: LLMModel,
+    messages: list[dict[str, Any]],
+    options: Mapping[str, Any],
+    context: Mapping[str, Any],
+    *,
+    count_unlimited: bool = False,
+) -> PromptBudget:
+    """The prompt budget of this request; with an unlimited window (0) nothing is counted
+    unless `count_unlimited` (the live meter still wants the number)."""
+    estimation = context.get("token_estimation") or {}
+    counting: dict[str, Any] = {
+        "message_overhead_tokens": llm_model.effective_message_overhead_tokens,
+        "estimator": estimation.get("token_estimator") or default_estimator(),
+        "model_hint": estimation.get("model_hint") or llm_model.model,
+    }
+    budget = check_prompt_budget(
+        messages,
+        context_window_tokens=llm_model.context_window_tokens,
+        reserve_tokens=_reserve_tokens(options),
+        **counting,
+    )
+    if budget.estimated_tokens is None and count_unlimited:
+        return replace(budget, estimated_tokens=estimate_prompt_tokens(messages, **counting))
+    return budget
+
+
 def _check_budget(
     llm_model: LLMModel,
     messages: list[dict[str, Any]],
     options: Mapping[str, Any],
     context: Mapping[str, Any],
 ) -> None:
-    reserve = _reserve_tokens(options)
-    if llm_model.context_window_tokens <= 0:
-        return
-    estimation = context.get("token_estimation") or {}
-    estimator = estimation.get("token_estimator") or default_estimator()
-    budget = check_prompt_budget(
-        messages,
-        context_window_tokens=llm_model.context_window_tokens,
-        message_overhead_tokens=llm_model.effective_message_overhead_tokens,
-        reserve_tokens=reserve,
-        estimator=estimator,
-        model_hint=estimation.get("model_hint") or llm_model.model,
-    )
+    budget = _budget(llm_model, messages, options, context)
     if budget.exceeded:
         raise _Invalid(
             Result.failure(
@@ -245,6 +265,41 @@ def _check_budget(
                 limit_tokens=budget.limit_tokens,
             )
         )
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """A request built from the inputs, before the capability and budget checks."""
+
+    preset: LLMPreset | None
+    options: dict[str, Any]
+    messages: list[dict[str, Any]]
+    context: dict[str, Any]
+    warning: str | None
+
+
+def _draft(
+    llm_model: Any,
+    *,
+    user_text: Any,
+    history: Any,
+    system: Any,
+    context: Any,
+    preset: Any,
+    preset_key: Any,
+    llm_options: Any,
+    allow_disabled: bool,
+) -> _Draft:
+    """Types, enabled gate, preset, option merge, messages: raises _Invalid on a rule."""
+    _check_types(llm_model, user_text, history, system, context, llm_options)
+    if not llm_model.enabled and not allow_disabled:
+        raise _Invalid(Result.failure(codes.MODEL_DISABLED, f"{llm_model.name} is disabled"))
+    context = _string_keys(context or {})
+    chosen_preset = _resolve_preset(llm_model, preset, preset_key)
+    options = _merge_options(llm_model, chosen_preset, llm_options)
+    policy = language_policy(context.get("language_policy"))
+    messages = _build_messages(system, policy.instruction, history, user_text)
+    return _Draft(chosen_preset, options, messages, context, policy.warning)
 
 
 def prepare_chat(
@@ -263,29 +318,33 @@ def prepare_chat(
 ) -> PreparedChat | Result:
     """Check every rule and build the request; a failure `Result` when a rule says no."""
     try:
-        _check_types(llm_model, user_text, history, system, context, llm_options)
-        if not llm_model.enabled and not allow_disabled:
-            return Result.failure(codes.MODEL_DISABLED, f"{llm_model.name} is disabled")
-        context = _string_keys(context or {})
-        chosen_preset = _resolve_preset(llm_model, preset, preset_key)
-        options = _merge_options(llm_model, chosen_preset, llm_options)
-        policy = language_policy(context.get("language_policy"))
-        messages = _build_messages(system, policy.instruction, history, user_text)
-        _preflight(llm_model, options, stream)
-        _check_budget(llm_model, messages, options, context)
+        draft = _draft(
+            llm_model,
+            user_text=user_text,
+            history=history,
+            system=system,
+            context=context,
+            preset=preset,
+            preset_key=preset_key,
+            llm_options=llm_options,
+            allow_disabled=allow_disabled,
+        )
+        _preflight(llm_model, draft.options, stream)
+        _check_budget(llm_model, draft.messages, draft.options, draft.context)
     except _Invalid as invalid:
         return invalid.result
-    request: dict[str, Any] = {"model": llm_model.model, "messages": messages, **options}
+    request: dict[str, Any] = {"model": llm_model.model, "messages": draft.messages}
+    request |= draft.options
     if stream:
         request |= {"stream": True, "stream_options": {"include_usage": True}}
     provider = llm_model.llm_provider
     return PreparedChat(
         llm_model=llm_model,
-        preset=chosen_preset,
+        preset=draft.preset,
         request=request,
         client=client if client is not None else client_for(provider),
         secrets=provider_secrets(provider),
-        warnings=[policy.warning] if policy.warning else [],
+        warnings=[draft.warning] if draft.warning else [],
     )
 
 
@@ -470,41 +529,28 @@ def preview_prompt_budget(llm_model: LLMModel, **arguments: Unpack[ChatArguments
     and exceeded; with an unlimited window (0) the prompt is still estimated and never
     exceeds. A rule that fails returns the failure prepare_chat would (EMPTY_PROMPT, …).
     """
-    user_text, history = arguments.get("user_text"), arguments.get("history")
-    system, context = arguments.get("system"), arguments.get("context")
-    llm_options = arguments.get("llm_options")
     try:
-        _check_types(llm_model, user_text, history, system, context, llm_options)
-        if not llm_model.enabled and not arguments.get("allow_disabled", False):
-            return Result.failure(codes.MODEL_DISABLED, f"{llm_model.name} is disabled")
-        context = _string_keys(context or {})
-        preset = _resolve_preset(llm_model, arguments.get("preset"), arguments.get("preset_key"))
-        options = _merge_options(llm_model, preset, llm_options)
-        policy = language_policy(context.get("language_policy"))
-        messages = _build_messages(system, policy.instruction, history, user_text)
-        reserve = _reserve_tokens(options)
+        draft = _draft(
+            llm_model,
+            user_text=arguments.get("user_text"),
+            history=arguments.get("history"),
+            system=arguments.get("system"),
+            context=arguments.get("context"),
+            preset=arguments.get("preset"),
+            preset_key=arguments.get("preset_key"),
+            llm_options=arguments.get("llm_options"),
+            allow_disabled=arguments.get("allow_disabled", False),
+        )
+        budget = _budget(
+            llm_model, draft.messages, draft.options, draft.context, count_unlimited=True
+        )
     except _Invalid as invalid:
         return invalid.result
-    estimation = context.get("token_estimation") or {}
-    counting: dict[str, Any] = {
-        "message_overhead_tokens": llm_model.effective_message_overhead_tokens,
-        "estimator": estimation.get("token_estimator") or default_estimator(),
-        "model_hint": estimation.get("model_hint") or llm_model.model,
-    }
-    budget = check_prompt_budget(
-        messages,
-        context_window_tokens=llm_model.context_window_tokens,
-        reserve_tokens=reserve,
-        **counting,
-    )
-    estimated = budget.estimated_tokens
-    if estimated is None:  # unlimited window: check_prompt_budget skips the count
-        estimated = estimate_prompt_tokens(messages, **counting)
     return Result.ok(
-        estimated_tokens=estimated,
+        estimated_tokens=budget.estimated_tokens,
         max_tokens=budget.max_tokens,
         reserve_tokens=budget.reserve_tokens,
         limit_tokens=budget.limit_tokens,
         exceeded=budget.exceeded,
-        preset=preset,
+        preset=draft.preset,
     )
