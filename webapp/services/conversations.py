@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select, update
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from webapp.extensions import db
 from webapp.models import ChatMessage, Conversation, LLMModel, LLMPreset, LLMProvider
@@ -482,7 +482,13 @@ def start_reply(message: ChatMessage) -> Reply:
     """
     details = message.details or {}
     names = {"model_name": message.model_name, "preset_name": message.preset_name}
-    llm_model = _row(LLMModel, details.get("llm_model_id"))
+    model_id = parse_id(details.get("llm_model_id"))
+    # The provider comes in the same query: the reply needs its client.
+    llm_model = (
+        db.session.get(LLMModel, model_id, options=[joinedload(LLMModel.llm_provider)])
+        if model_id is not None
+        else None
+    )
     if llm_model is None:
         failure = Result.failure(MODEL_NOT_FOUND, "the model chosen for this reply was deleted")
         return Reply(message.id, iter([StreamEvent("error", result=failure)]), **names)
