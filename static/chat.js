@@ -40,6 +40,8 @@
 
   // A new page (first load or a boosted navigation): newest message in view.
   htmx.onLoad(function (elt) {
+    // chat.js loads on every page: act only where there is a transcript.
+    if (!document.getElementById("transcript")) return;
     if (elt === document.body || (elt.querySelector && elt.querySelector("#transcript"))) {
       fitSidebar();
       following = true;
