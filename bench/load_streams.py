@@ -234,7 +234,12 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 async def run_level(
-    app_url: str, mock_url: str, streams: int, app_pid: int, database_url: str
+    app_url: str,
+    mock_url: str,
+    streams: int,
+    app_pid: int,
+    database_url: str,
+    report: bool = True,
 ) -> None:
     limits = httpx2.Limits(max_connections=streams + 10, max_keepalive_connections=streams + 10)
     async with httpx2.AsyncClient(base_url=mock_url, limits=limits) as direct:
@@ -268,6 +273,8 @@ async def run_level(
             ).all()
         )
     engine.dispose()
+    if not report:
+        return
     completed = [r for r in results if r.ok]
     identical = sum(
         1
@@ -300,8 +307,10 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="modeldesk-load-"))
     largest = max(args.streams)
     threads = largest // args.workers + 16
+    # Development only so the session cookie is not Secure-only over plain-HTTP loopback; the
+    # server is the production one (gunicorn.conf.py, gthread).
     common = {
-        "MODELDESK_ENV": "production",
+        "MODELDESK_ENV": "development",
         "SECRET_KEY": "load-secret",
         "MODELDESK_ENCRYPTION_KEY": "load-key",
         "DATABASE_URL": database_url,
@@ -339,6 +348,8 @@ def main() -> None:
             f"{'N':>5} {'completed':>9} {'dropped':>7} {'identical':>9} {'direct p50':>11} "
             f"{'TTFT p50':>9} {'TTFT p95':>9} {'ratio':>6} {'KiB/stream':>10}"
         )
+        # Warm-up: every worker imports, connects and builds its provider client once.
+        asyncio.run(run_level(app_url, mock_url, 8 * args.workers, app.pid, database_url, False))
         for streams in args.streams:
             asyncio.run(run_level(app_url, mock_url, streams, app.pid, database_url))
     finally:
