@@ -258,12 +258,10 @@ def stream_message(message_id: int) -> ResponseReturnValue:
     if not slots.try_acquire():
         return _busy(message)
     try:
-        # Read everything first (one transaction), then claim: the claim's commit would
-        # otherwise expire what was loaded and cost a reload.
-        reply = chats.start_reply(message)
         if not chats.claim(message.id):
             slots.release()
             return "", 204
+        reply = chats.start_reply(message)
     except BaseException:
         slots.release()
         raise

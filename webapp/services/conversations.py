@@ -406,17 +406,14 @@ def prompt_budget(conversation: Conversation | None, choice: TurnChoice) -> Resu
 
 
 def claim(message_id: int) -> bool:
-    """pending → streaming, atomically; False when another request got there first.
-
-    Its own short transaction, not the session's: committing the session would expire the
-    rows the reply was just built from.
-    """
-    with db.engine.begin() as connection:
-        result = connection.execute(
-            update(ChatMessage)
-            .where(ChatMessage.id == message_id, ChatMessage.status == "pending")
-            .values(status="streaming", updated_at=utcnow())
-        )
+    """pending → streaming, atomically; False when another request got there first."""
+    result = db.session.execute(
+        update(ChatMessage)
+        .where(ChatMessage.id == message_id, ChatMessage.status == "pending")
+        .values(status="streaming", updated_at=utcnow()),
+        execution_options={"synchronize_session": False},
+    )
+    db.session.commit()
     return result.rowcount == 1
 
 
