@@ -39,7 +39,7 @@ def test_healthz_reports_an_unreachable_database(tmp_path: Any) -> None:
     assert response.get_json()["database"] == "unreachable"
 
 
-def test_forwarded_headers_ignored_unless_trusted(app: Flask, tmp_path: Any) -> None:
+def test_forwarded_headers_ignored_unless_trusted(app: Flask, db: Any, tmp_path: Any) -> None:
     headers = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
     seen: dict[str, Any] = {}
 
@@ -59,6 +59,9 @@ def test_forwarded_headers_ignored_unless_trusted(app: Flask, tmp_path: Any) -> 
     probe(trusted)
     trusted.test_client().get("/healthz", headers=headers)
     assert (seen["scheme"], seen["remote"]) == ("https", "203.0.113.9")
+    for other in (untrusted, trusted):
+        with other.app_context():
+            db.engine.dispose()  # close their pooled connections now, not at garbage collection
 
 
 @pytest.mark.parametrize(
