@@ -20,6 +20,9 @@ NO_API_KEY_PLACEHOLDER = "no-key"
 
 # Header names whose values are secrets whatever they contain.
 _SECRET_HEADER = re.compile(r"(authorization|api[-_]?key|token|secret|cookie|password)", re.I)
+# "Bearer <token>", "Basic <credentials>": the credential alone is just as secret (a provider
+# that echoes what it received may print it without the scheme).
+_SCHEME_AND_CREDENTIAL = re.compile(r"^\s*[A-Za-z][\w-]*\s+(\S+)\s*$")
 _MIN_SECRET_LENGTH = 6
 _CACHE_SIZE = 128
 
@@ -105,13 +108,20 @@ def clear_client_cache() -> None:
 
 
 def provider_secrets(provider: LLMProvider) -> list[str]:
-    """Every configured value that must never be shown: the key and secret-looking headers."""
-    secrets = [provider_api_key(provider) or ""]
-    secrets += [
+    """Every configured value that must never be shown: the key and secret-looking headers
+    (and the credential inside a "<scheme> <credential>" value)."""
+    values = [provider_api_key(provider) or ""]
+    values += [
         str(value)
         for name, value in (provider.headers or {}).items()
         if _SECRET_HEADER.search(name)
     ]
+    secrets = []
+    for value in values:
+        secrets.append(value)
+        credential = _SCHEME_AND_CREDENTIAL.match(value)
+        if credential:
+            secrets.append(credential.group(1))
     return [secret for secret in secrets if len(secret) >= _MIN_SECRET_LENGTH]
 
 
