@@ -14,6 +14,7 @@ from webapp import config as app_config
 from webapp.errors import register_errorhandlers
 from webapp.extensions import csrf, db, limiter, migrate
 from webapp.http_headers import init_http_headers
+from webapp.logging_filters import install_log_scrubbing
 from webapp.security import init_security
 from webapp.services.stream_slots import init_stream_slots
 
@@ -23,6 +24,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then the environment, then `config` (tests)."""
     config = dict(config or {})
+    install_log_scrubbing()
     app = Flask(
         __name__,
         instance_path=config.pop("INSTANCE_PATH", None),

@@ -12,6 +12,7 @@ from typing import Any
 import openai
 from flask import current_app, has_app_context
 
+from webapp.logging_filters import remember_secrets
 from webapp.models import LLMProvider
 
 # Sent as "Authorization: Bearer <placeholder>" for providers with no key (Ollama, the mock):
@@ -88,6 +89,8 @@ def provider_api_key(provider: LLMProvider) -> str | None:
 def client_for(provider: LLMProvider, settings: ClientSettings | None = None) -> openai.OpenAI:
     """The OpenAI SDK client for a provider: base_url + api_prefix, key, default headers."""
     settings = settings or ClientSettings.from_app()
+    # Before anything is sent: whatever the provider echoes back is masked in the logs.
+    remember_secrets(provider_secrets(provider))
     api_key = provider_api_key(provider) or NO_API_KEY_PLACEHOLDER
     headers = dict(provider.headers or {})
     key = (provider.endpoint, api_key, json.dumps(headers, sort_keys=True), settings)
