@@ -1,0 +1,261 @@
+"""The chat against an upstream that fails, over real HTTP (`live_server` and its mock API).
+
+Every way a provider can fail — refused, silent past the read timeout, 429, 500, a stream cut
+mid-way, an in-band error — ends the reply stream with exactly one `end` frame that says what
+happened in words, and the transcript keeps what arrived. A browser that goes away mid-reply
+makes the upstream request close; a provider that hangs holds up nobody else's pages.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+import pytest
+from flask import Flask
+from playwright.sync_api import Page, expect
+
+from tests.conftest import ADMIN_EMAIL, LiveServer
+from tests.test_chat_stream import (
+    LONG_PROMPT,
+    PROMPT,
+    Frame,
+    closed_port_url,
+    deltas_text,
+    end_html,
+    mock_model,
+    mock_provider,
+    read_frames,
+    send,
+    signed_in_client,
+    stream_outcomes,
+    wait_for_status,
+)
+from webapp.services import conversations as chats
+
+PIECE = 18  # the mock's largest content delta
+READ_TIMEOUT = 1.0  # the client's read timeout for the slow-first-byte case
+
+
+@dataclass(frozen=True)
+class Fault:
+    header: str | None  # X-Mock-Fault on the provider; None: the provider's port is closed
+    status: str  # what the transcript keeps: "error" (nothing arrived) or "incomplete"
+    reason: str  # the words that say what happened, in the page and in the row
+    mock_outcome: list[str]  # how the mock recorded the stream
+
+
+FAULTS = {
+    "refused": Fault(None, "error", "the connection to the provider failed", []),
+    "slow first byte": Fault(
+        "delay=3", "error", "the provider did not answer in time (timeout)", []
+    ),
+    "429": Fault("status=429", "error", "the provider answered HTTP 429", []),
+    "500": Fault("status=500", "error", "the provider answered HTTP 500", []),
+    "cut mid-way": Fault("cut=3", "incomplete", "the connection to the provider failed", ["cut"]),
+    "in-band error": Fault(
+        "error=3",
+        "incomplete",
+        "the provider reported an error: mock fault: in-band error",
+        ["error"],
+    ),
+}
+
+
+@pytest.fixture
+def http(live_server: LiveServer, member: Any) -> Any:
+    client = signed_in_client(live_server)
+    yield client
+    client.close()
+
+
+def stream_lines(client: httpx2.Client, message_id: int) -> tuple[httpx2.Response, list[str]]:
+    """The raw lines of a reply stream, read to the end of the response."""
+    with client.stream("GET", f"/messages/{message_id}/stream") as response:
+        lines = list(response.iter_lines())
+    return response, lines
+
+
+def single_end_frame(lines: list[str]) -> tuple[list[Frame], str]:
+    """The frames, checked: deltas only, then one `end` frame, then nothing at all."""
+    frames = list(read_frames(iter(lines)))
+    events = [frame.event for frame in frames]
+    assert events.count("end") == 1, events
+    assert set(events[:-1]) <= {"delta"}, events
+    end_at = lines.index("event: end")
+    assert all(line.startswith("data: ") for line in lines[end_at + 1 : -1]), lines[end_at:]
+    assert lines[-1] == "", lines[end_at:]
+    return frames, end_html(frames)
+
+
+def readable(fragment: str) -> str:
+    """The text a reader sees (the fragments put whitespace between their blocks)."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", fragment)).split())
+
+
+@pytest.mark.parametrize("fault", FAULTS.values(), ids=FAULTS.keys())
+def test_an_upstream_failure_ends_the_stream_once_with_a_readable_error(
+    app: Flask, live_server: LiveServer, http: httpx2.Client, fault: Fault
+) -> None:
+    live_server.app.config["LLM_REQUEST_TIMEOUT"] = READ_TIMEOUT
+    if fault.header is None:
+        provider = mock_provider(live_server, base_url=closed_port_url())
+    else:
+        provider = mock_provider(live_server, fault.header)
+    model = mock_model(provider)
+    message_id = send(http, model, PROMPT)
+
+    started = time.monotonic()
+    response, lines = stream_lines(http, message_id)
+    took = time.monotonic() - started
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    frames, final = single_end_frame(lines)
+    # Settled by the fault itself (or the 1 s read timeout), never by waiting out the mock.
+    assert took < READ_TIMEOUT + 1.5
+    received = deltas_text(frames)
+    text = readable(final)
+    assert f"The provider request failed: {fault.reason}" in text, text
+    assert "Traceback" not in final and "None" not in final and "Exception" not in text
+    badge = "Incomplete" if fault.status == "incomplete" else "Error"
+    assert badge in text
+
+    message = wait_for_status(message_id, {fault.status})
+    assert (message.status, message.error_code) == (fault.status, "LLM_REQUEST_FAILED")
+    assert fault.reason in message.error_text
+    assert message.content == received
+    if fault.status == "incomplete":
+        # Some pieces arrived, all of them from the start of the real reply.
+        assert 0 < len(received) <= 3 * PIECE
+        assert f"Mock response (model=mock): {PROMPT}".startswith(received)
+        assert " ".join(received.split()) in text  # shown, above the error
+    else:
+        assert received == ""
+    # A reload shows the very same message.
+    assert http.get(f"/messages/{message_id}").text.strip() == final.strip()
+    assert stream_outcomes(live_server, count=len(fault.mock_outcome), within=1) == (
+        fault.mock_outcome
+    )
+
+
+# --- a browser that goes away -------------------------------------------------------------
+
+
+@pytest.fixture
+def _short_timeouts(page: Page) -> None:
+    page.set_default_timeout(7000)
+
+
+@pytest.mark.usefixtures("_short_timeouts")
+@pytest.mark.parametrize("leave", ["close the tab", "follow a link"])
+def test_a_browser_that_leaves_mid_reply_closes_the_upstream_within_2_seconds(
+    app: Flask, live_server: LiveServer, member_page: Page, leave: str
+) -> None:
+    mock_model(mock_provider(live_server, "chunk_delay=0.2"))
+    page = member_page
+    page.goto(f"{live_server.url}/")
+    box = page.get_by_role("textbox", name="Message")
+    box.fill(LONG_PROMPT)
+    box.press("Enter")
+    growing = page.locator("#transcript .message.live .reply-text")
+    expect(growing).to_have_text(re.compile(rf".{{{2 * PIECE},}}"), timeout=5000)
+    live = page.locator("#transcript .message.live")
+    message_id = int((live.get_attribute("id") or "").removeprefix("message-"))
+    shown = growing.inner_text()
+
+    left = time.monotonic()
+    if leave == "close the tab":
+        page.close()
+    else:
+        # A boosted link: htmx swaps the page body, which must close the EventSource.
+        page.get_by_role("link", name="ModelDesk", exact=True).click()
+    outcomes = stream_outcomes(live_server, within=2.0)
+    waited = time.monotonic() - left
+
+    assert outcomes == ["disconnected"], outcomes
+    assert waited < 2.0
+    message = wait_for_status(message_id, {"stopped"})
+    assert message.status == "stopped"
+    assert message.content.startswith(shown)
+    full = f"Mock response (model=mock): {' '.join(LONG_PROMPT.split())}"
+    assert len(shown) <= len(message.content) < len(full)
+    assert full.startswith(message.content)
+    if leave == "follow a link":
+        # The page it went to shows the same reply, settled as stopped.
+        reply = page.locator(f"#message-{message_id}")
+        expect(reply.locator(".badge", has_text="Stopped")).to_be_visible()
+        expect(reply).to_contain_text(message.content)
+
+
+# --- a provider that hangs ----------------------------------------------------------------
+
+HANG_TIMEOUT = 3.0
+
+
+@pytest.fixture
+def other_clients(live_server: LiveServer, admin: Any, member: Any) -> Any:
+    """Another user, the same user in another tab, and nobody signed in (opened up front)."""
+    clients = {
+        "admin": signed_in_client(live_server, ADMIN_EMAIL),
+        "member": signed_in_client(live_server),
+        "anonymous": httpx2.Client(base_url=live_server.url, timeout=5),
+    }
+    yield clients
+    for client in clients.values():
+        client.close()
+
+
+def test_a_hanging_provider_holds_up_no_other_page(
+    app: Flask, live_server: LiveServer, http: httpx2.Client, admin: Any, other_clients: Any
+) -> None:
+    """While one reply waits on a provider that says nothing, every other page answers at
+    once. The mock would stay silent for 20 s; a 3 s read timeout ends the wait before the
+    test does, so no stream outlives it (and writes into the next test's database)."""
+    live_server.app.config["LLM_REQUEST_TIMEOUT"] = HANG_TIMEOUT
+    model = mock_model(mock_provider(live_server, "delay=20"))
+    admin_conversation = chats.start_conversation(admin.id).id
+    message_id = send(http, model, "Anyone there?")
+    pages = [
+        ("anonymous", "/healthz"),
+        ("admin", "/"),
+        ("admin", f"/c/{admin_conversation}"),
+        ("admin", "/models/"),
+        ("admin", "/providers/"),
+        ("member", "/"),
+        ("member", f"/messages/{message_id}"),
+    ]
+    outcome: dict[str, Any] = {}
+
+    def wait_for_the_reply() -> None:
+        outcome["lines"] = stream_lines(http, message_id)[1]
+
+    hanging = threading.Thread(target=wait_for_the_reply, daemon=True)
+    hanging.start()
+    try:
+        assert wait_for_status(message_id, {"streaming"}).status == "streaming"
+        time.sleep(0.2)  # the provider call is made, and is waiting
+        timings = {}
+        for who, path in pages:
+            started = time.monotonic()
+            response = other_clients[who].get(path)
+            timings[f"{who} {path}"] = time.monotonic() - started
+            assert response.status_code == 200, (who, path, response.status_code)
+
+        assert max(timings.values()) < 1.0, timings
+        # All of that happened while the reply was still waiting on the provider.
+        assert hanging.is_alive()
+        assert wait_for_status(message_id, {"streaming"}, within=0).status == "streaming"
+    finally:
+        hanging.join(timeout=HANG_TIMEOUT + 5)
+
+    assert not hanging.is_alive()
+    _, final = single_end_frame(outcome["lines"])
+    assert "The provider request failed: the provider did not answer in time" in readable(final)
+    message = wait_for_status(message_id, {"error"})
+    assert (message.status, message.error_code) == ("error", "LLM_REQUEST_FAILED")
