@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 import socket
 import time
@@ -911,3 +912,28 @@ def test_same_preset_key_on_another_model_is_fine(admin_client: FlaskClient) -> 
         f"/models/{other.id}/presets/", data=preset_form(name="D", key="default")
     )
     assert response.status_code == 303
+
+
+def test_secret_header_values_are_write_only_on_the_edit_form(
+    admin_client: FlaskClient, db: Any
+) -> None:
+    provider = make_provider(headers={"Authorization": "Bearer hdr-top-secret-1", "X-Title": "T"})
+    form = admin_client.get(f"/providers/{provider.id}/edit").get_data(as_text=True)
+    assert "hdr-top-secret-1" not in form and "•••• (hidden)" in form
+    kept = {"Authorization": "•••• (hidden)", "X-Title": "New"}
+    data = {
+        "name": "Acme",
+        "base_url": "https://llm.example.com",
+        "api_prefix": "/v1",
+        "headers": json.dumps(kept),
+        "llm_options_defaults": "{}",
+        "message_overhead_tokens": "0",
+        "api_format": "openai",
+    }
+    assert admin_client.post(f"/providers/{provider.id}", data=data).status_code in (302, 303)
+    db.session.expire_all()
+    assert provider.headers == {"Authorization": "Bearer hdr-top-secret-1", "X-Title": "New"}
+    unknown = {**data, "headers": json.dumps({"X-Api-Key": "•••• (hidden)"})}
+    response = admin_client.post(f"/providers/{provider.id}", data=unknown)
+    assert response.status_code == 422
+    assert "the value of X-Api-Key (it has no stored value)" in response.get_data(as_text=True)

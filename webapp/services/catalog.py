@@ -325,7 +325,7 @@ def provider_form(provider: LLMProvider | None = None) -> FormState:
             "api_format": provider.api_format,
             "base_url": provider.base_url,
             "api_prefix": provider.api_prefix,
-            "headers": _pretty_json(provider.headers),
+            "headers": _pretty_json(dict(masked_headers(provider))),
             "llm_options_defaults": _pretty_json(provider.llm_options_defaults),
             "message_overhead_tokens": str(provider.message_overhead_tokens),
             "remove_api_key": False,
@@ -354,7 +354,9 @@ def save_provider(provider: LLMProvider | None, data: Mapping[str, Any]) -> Save
         for name in ("name", "api_format", "base_url", "api_prefix")
         if name not in errors
     }
-    attributes["headers"] = parse_json_object(errors, "headers", values["headers"])
+    attributes["headers"] = _keep_hidden_headers(
+        errors, provider, parse_json_object(errors, "headers", values["headers"])
+    )
     attributes["llm_options_defaults"] = parse_json_object(
         errors, "llm_options_defaults", values["llm_options_defaults"]
     )
@@ -374,6 +376,26 @@ def save_provider(provider: LLMProvider | None, data: Mapping[str, Any]) -> Save
     return _save(provider or LLMProvider(), attributes, errors, form, PROVIDER_FIELDS)
 
 
+HIDDEN_HEADER_VALUE = "•••• (hidden)"
+
+
+def _keep_hidden_headers(errors: Errors, provider: LLMProvider | None, headers: Any) -> Any:
+    """Secret header values are write-only: the form shows a mask, and a mask sent back
+    keeps the stored value (a mask for a header that has none is an error)."""
+    if not isinstance(headers, dict):
+        return headers
+    stored = (provider.headers or {}) if provider is not None else {}
+    kept = dict(headers)
+    for name, value in headers.items():
+        if value != HIDDEN_HEADER_VALUE:
+            continue
+        if name in stored:
+            kept[name] = stored[name]
+        else:
+            _add(errors, "headers", f"enter the value of {name} (it has no stored value)")
+    return kept
+
+
 def masked_headers(provider: LLMProvider) -> list[tuple[str, str]]:
     """Header names with their values, secret-looking values replaced by a mask."""
     secrets = provider_secrets(provider)
@@ -381,7 +403,7 @@ def masked_headers(provider: LLMProvider) -> list[tuple[str, str]]:
     for name, value in (provider.headers or {}).items():
         text = str(value)
         hidden = text in secrets or scrub(text, secrets) != text
-        shown.append((name, "•••• (hidden)" if hidden else text))
+        shown.append((name, HIDDEN_HEADER_VALUE if hidden else text))
     return shown
 
 
