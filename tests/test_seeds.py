@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from flask import Flask
+from flask import Flask, url_for
 from sqlalchemy import func, select
 
 from seeds import seed_llm
@@ -164,9 +164,17 @@ def test_racing_seed_runs_create_everything_once(app: Flask, db: Any, tmp_path: 
     """Two processes' worth of seeding at once: the unique constraints settle it."""
     errors: list[BaseException] = []
     barrier = threading.Barrier(2)
+    # Built here, not in the threads: CPython 3.11.7's ast.parse (werkzeug compiles URL
+    # rules with it) is not thread-safe ("AST constructor recursion depth mismatch").
+    apps = [
+        create_app(make_config(app.config["SQLALCHEMY_DATABASE_URI"], str(tmp_path)))
+        for _ in range(2)
+    ]
+    for other in apps:
+        with other.test_request_context():
+            url_for("chat.index")  # compile the URL builders now, single-threaded
 
-    def run() -> None:
-        other = create_app(make_config(app.config["SQLALCHEMY_DATABASE_URI"], str(tmp_path)))
+    def run(other: Flask) -> None:
         try:
             with other.app_context():
                 from webapp.extensions import db as other_db
@@ -178,7 +186,7 @@ def test_racing_seed_runs_create_everything_once(app: Flask, db: Any, tmp_path: 
         except BaseException as error:  # surfaced below
             errors.append(error)
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
+    threads = [threading.Thread(target=run, args=(other,)) for other in apps]
     for thread in threads:
         thread.start()
     for thread in threads:
