@@ -22,6 +22,8 @@ from werkzeug.serving import make_server
 from webapp import create_app
 from webapp.extensions import db as _db
 
+pytest_plugins = ["tests.mock_fixtures"]
+
 TEST_ENCRYPTION_KEY = "test-encryption-key-0123456789abcdef"
 
 

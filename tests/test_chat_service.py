@@ -186,17 +186,6 @@ class MockAPI:
         return cls(url=server.url, app=server.app, wire=wire, record=record)
 
 
-@pytest.fixture(scope="module")
-def mock_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with serving_mock(database_url, tmp_path_factory.mktemp("mock")) as server:
-        yield server
-
-
-@pytest.fixture
-def mock_api(mock_server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> MockAPI:
-    return MockAPI.install(mock_server, monkeypatch)
-
-
 @pytest.fixture
 def wire(mock_api: MockAPI) -> WireRecorder:
     return mock_api.wire

@@ -29,22 +29,10 @@ from tests.test_chat_service import (
     mock_reply_pattern,
     mock_usage,
     only_error,
-    serving_mock,
     stream_outcomes,
 )
 from webapp.models import LLMModel
 from webapp.services import stream_chat
-
-
-@pytest.fixture(scope="module")
-def mock_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with serving_mock(database_url, tmp_path_factory.mktemp("mock")) as server:
-        yield server
-
-
-@pytest.fixture
-def mock_api(mock_server: Any, monkeypatch: pytest.MonkeyPatch) -> MockAPI:
-    return MockAPI.install(mock_server, monkeypatch)
 
 
 @pytest.fixture

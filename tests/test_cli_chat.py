@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,20 +18,8 @@ from tests.test_chat_service import (
     mock_model,
     mock_provider,
     mock_reply_pattern,
-    serving_mock,
 )
 from webapp.models import LLMModel
-
-
-@pytest.fixture(scope="module")
-def mock_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with serving_mock(database_url, tmp_path_factory.mktemp("mock")) as server:
-        yield server
-
-
-@pytest.fixture
-def mock_api(mock_server: Any, monkeypatch: pytest.MonkeyPatch) -> MockAPI:
-    return MockAPI.install(mock_server, monkeypatch)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ connection_tested_at set on success, cleared on any failure."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,23 +19,11 @@ from tests.test_chat_service import (
     echo_credentials,
     mock_model,
     mock_provider,
-    serving_mock,
 )
 from webapp.models import LLMModel
 from webapp.services import check_model_connection
 
 EARLIER = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def mock_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with serving_mock(database_url, tmp_path_factory.mktemp("mock")) as server:
-        yield server
-
-
-@pytest.fixture
-def mock_api(mock_server: Any, monkeypatch: pytest.MonkeyPatch) -> MockAPI:
-    return MockAPI.install(mock_server, monkeypatch)
 
 
 def stored_tested_at(db: Any, model: LLMModel) -> datetime | None:

@@ -71,17 +71,19 @@ def delete(provider_id: int) -> ResponseReturnValue:
 
 @bp.post("/<int:provider_id>/enable_all")
 def enable_all(provider_id: int) -> ResponseReturnValue:
-    provider = _provider_or_404(provider_id)
-    count = catalog.set_all_enabled(provider, True)
-    flash(f"Enabled {catalog.plural(count, 'model')} of {provider.name}.", "success")
-    return redirect_for_htmx(url_for("providers.index"))
+    return _set_all_enabled(provider_id, True)
 
 
 @bp.post("/<int:provider_id>/disable_all")
 def disable_all(provider_id: int) -> ResponseReturnValue:
+    return _set_all_enabled(provider_id, False)
+
+
+def _set_all_enabled(provider_id: int, enabled: bool) -> ResponseReturnValue:
     provider = _provider_or_404(provider_id)
-    count = catalog.set_all_enabled(provider, False)
-    flash(f"Disabled {catalog.plural(count, 'model')} of {provider.name}.", "success")
+    count = catalog.set_all_enabled(provider, enabled)
+    verb = "Enabled" if enabled else "Disabled"
+    flash(f"{verb} {catalog.plural(count, 'model')} of {provider.name}.", "success")
     return redirect_for_htmx(url_for("providers.index"))
 
 

@@ -6,6 +6,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,7 @@ class _ClientCache:
         self._clients: OrderedDict[tuple[Any, ...], openai.OpenAI] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[Any, ...], build: Any) -> openai.OpenAI:
+    def get(self, key: tuple[Any, ...], build: Callable[[], openai.OpenAI]) -> openai.OpenAI:
         with self._lock:
             client = self._clients.get(key)
             if client is not None:
@@ -89,21 +90,23 @@ def provider_api_key(provider: LLMProvider) -> str | None:
 def client_for(provider: LLMProvider, settings: ClientSettings | None = None) -> openai.OpenAI:
     """The OpenAI SDK client for a provider: base_url + api_prefix, key, default headers."""
     settings = settings or ClientSettings.from_app()
-    # Before anything is sent: whatever the provider echoes back is masked in the logs.
-    remember_secrets(provider_secrets(provider))
     api_key = provider_api_key(provider) or NO_API_KEY_PLACEHOLDER
     headers = dict(provider.headers or {})
     key = (provider.endpoint, api_key, json.dumps(headers, sort_keys=True), settings)
-    return _cache.get(
-        key,
-        lambda: openai.OpenAI(
+
+    def build() -> openai.OpenAI:
+        # Before this client sends anything, whatever the provider echoes back of its
+        # secrets is masked in the logs (once per client, not on every request).
+        remember_secrets(provider_secrets(provider))
+        return openai.OpenAI(
             base_url=provider.endpoint,
             api_key=api_key,
             default_headers=headers,
             timeout=openai.Timeout(settings.request_timeout, connect=settings.connect_timeout),
             max_retries=settings.max_retries,
-        ),
-    )
+        )
+
+    return _cache.get(key, build)
 
 
 def clear_client_cache() -> None:
