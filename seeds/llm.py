@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from webapp.models import LLMModel, LLMPreset, LLMProvider, ValidationError
+from webapp.models.llm import DEFAULT_PRESET_KEY
 from webapp.models.validation import is_private_target
 
 T = TypeVar("T", LLMProvider, LLMModel, LLMPreset)
@@ -202,15 +203,15 @@ def _seed_default_preset(
 ) -> LLMPreset:
     return _find_or_create(
         session,
-        select(LLMPreset).where(LLMPreset.llm_model_id == model.id, LLMPreset.key == "default"),
+        select(LLMPreset).where(LLMPreset.llm_model_id == model.id, LLMPreset.is_default),
         lambda: LLMPreset(
             llm_model=model,
-            key="default",
+            key=DEFAULT_PRESET_KEY,
             name="Default",
             comment=comment,
             llm_options_overrides=overrides,
         ),
-        f"preset {model.model} / default",
+        f"preset {model.model} / {DEFAULT_PRESET_KEY}",
         report,
     )
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, Session, mapped_column, object_session, relationship, validates
 
 from webapp.extensions import db
@@ -25,6 +26,9 @@ from webapp.models import validation as v
 from webapp.models.types import UNREADABLE, EncryptedString, JSONObject, UTCDateTime, utcnow
 
 API_FORMATS = ("openai",)
+
+# The preset a model uses when none is named: the only place this key is spelled out.
+DEFAULT_PRESET_KEY = "default"
 
 CAPABILITY_COLUMNS = (
     "supports_tool_calling",
@@ -251,7 +255,7 @@ class LLMModel(RecordMixin, db.Model):
         return {column: bool(getattr(self, column)) for column in CAPABILITY_COLUMNS}
 
     def default_preset(self) -> LLMPreset | None:
-        return next((p for p in self.llm_presets if p.key == "default"), None)
+        return next((p for p in self.llm_presets if p.is_default), None)
 
     def _validate(self, errors: v.Errors) -> None:
         if self.llm_provider is None and self.llm_provider_id is None:
@@ -317,9 +321,9 @@ class LLMPreset(RecordMixin, db.Model):
     def _strip(self, _field: str, value: str | None) -> str | None:
         return v.strip_text(value)
 
-    @property
+    @hybrid_property
     def is_default(self) -> bool:
-        return self.key == "default"
+        return self.key == DEFAULT_PRESET_KEY
 
     def _validate(self, errors: v.Errors) -> None:
         if self.llm_model is None and self.llm_model_id is None:
