@@ -11,7 +11,8 @@ import statistics
 import time
 from collections.abc import Callable
 
-from webapp.services.tokens import check_prompt_budget, encoding_for, load_encoding
+from webapp.llm.budget import check_prompt_budget
+from webapp.llm.tokenizer import encoding_for, load_encoding
 
 TARGET_RATIO = 1.1
 PROMPT_TOKENS = 100_000

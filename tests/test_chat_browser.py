@@ -180,7 +180,7 @@ def test_a_reply_streamed_by_another_request_is_polled_until_final(
 ) -> None:
     model = mock_model(mock_provider(live_server))
     conversation = chats.start_conversation(member.id)
-    choice, _ = chats.choose({"llm_model_id": str(model.id), "content": "Who answers?"})
+    choice, _ = chats.choose(chats.Draft(llm_model_id=model.id, content="Who answers?"))
     assert choice is not None
     _, reply = chats.add_turn(conversation, choice)
     reply_id, conversation_id = reply.id, conversation.id

@@ -23,7 +23,7 @@ from webapp.extensions import db as _db
 from webapp.models import ChatMessage, Conversation, LLMModel, User
 from webapp.models.types import utcnow
 from webapp.services import conversations as chats
-from webapp.services import run_chat
+from webapp.services import replies, run_chat
 from webapp.services.chat import preview_prompt_budget
 
 HX = {"HX-Request": "true"}
@@ -77,7 +77,7 @@ def other_users_conversation(model: LLMModel) -> Conversation:
     conversation = Conversation(user_id=other.id, title="Private plans")
     _db.session.add(conversation)
     _db.session.commit()
-    choice, _ = chats.choose(form(model, "secret"))
+    choice, _ = chats.choose(chats.Draft(llm_model_id=model.id, content="secret"))
     assert choice is not None
     chats.add_turn(conversation, choice)
     return conversation
@@ -748,9 +748,9 @@ def test_the_recorder_saves_text_as_it_streams_and_once_at_the_end(
 ) -> None:
     conversation_id = new_conversation(member_client, model)
     [_, reply] = messages_of(conversation_id)
-    assert chats.claim(reply.id)
-    assert not chats.claim(reply.id)
-    recorder = chats.ReplyRecorder(
+    assert replies.claim(reply.id)
+    assert not replies.claim(reply.id)
+    recorder = replies.ReplyRecorder(
         _db.engine, reply.id, model_name="Acme One", preset_name="Balanced", checkpoint_seconds=0
     )
 
@@ -772,8 +772,8 @@ def test_a_reply_whose_conversation_was_deleted_still_ends_cleanly(
 ) -> None:
     conversation_id = new_conversation(member_client, model)
     reply_id = messages_of(conversation_id)[1].id
-    chats.claim(reply_id)
-    recorder = chats.ReplyRecorder(_db.engine, reply_id, model_name="m", preset_name=None)
+    replies.claim(reply_id)
+    recorder = replies.ReplyRecorder(_db.engine, reply_id, model_name="m", preset_name=None)
     member_client.post(f"/c/{conversation_id}/delete")
 
     recorder.add("orphan")
@@ -787,19 +787,19 @@ def test_a_failure_on_our_side_mid_stream_still_ends_and_saves(
     app: Flask, member_client: FlaskClient, model: LLMModel
 ) -> None:
     from webapp.blueprints.chat import _frames
-    from webapp.services.chat import StreamEvent
+    from webapp.services import StreamEvent
 
     conversation_id = new_conversation(member_client, model)
     reply_id = messages_of(conversation_id)[1].id
-    chats.claim(reply_id)
-    recorder = chats.ReplyRecorder(_db.engine, reply_id, model_name="m", preset_name=None)
+    replies.claim(reply_id)
+    recorder = replies.ReplyRecorder(_db.engine, reply_id, model_name="m", preset_name=None)
 
     def events() -> Any:
         yield StreamEvent("delta", content="partial <text>")
         raise RuntimeError("boom")
 
     with app.test_request_context():
-        frames = list(_frames(events(), recorder))
+        frames = list(_frames(replies.ReplyStream(events(), recorder, on_close=lambda: None)))
 
     assert frames[0].startswith(":")
     assert frames[1] == "event: delta\ndata: partial &lt;text&gt;\n\n"

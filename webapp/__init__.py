@@ -15,8 +15,10 @@ from webapp.errors import register_errorhandlers
 from webapp.extensions import csrf, db, limiter, migrate
 from webapp.http_headers import init_http_headers
 from webapp.logging_filters import install_log_scrubbing
+from webapp.routing import register_converters
 from webapp.security import init_security
-from webapp.services.stream_slots import init_stream_slots
+from webapp.services.llm_config import init_llm_settings
+from webapp.services.replies import init_stream_slots
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,11 +36,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     app.config.update(app_config.build(app.instance_path, config))
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    register_converters(app)
     register_extensions(app)
     register_blueprints(app)
     register_commands(app)
     register_errorhandlers(app)
     init_http_headers(app)
+    init_llm_settings(app)
     init_stream_slots(app)
     app.after_request(_vary_on_htmx)
     return app
@@ -53,7 +57,8 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp.blueprints import auth, chat, health, mock_llm, models, presets, providers
+    from webapp import mock_llm
+    from webapp.blueprints import auth, chat, health, models, presets, providers
 
     for blueprint in (auth.bp, chat.bp, health.bp, providers.bp, models.bp, presets.bp):
         app.register_blueprint(blueprint)

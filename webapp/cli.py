@@ -12,7 +12,8 @@ from werkzeug.serving import run_simple
 from seeds import seed_llm
 from webapp.extensions import db
 from webapp.models import LLMModel
-from webapp.services import Result, check_model_connection, run_chat, stream_chat
+from webapp.services import Result, check_model_connection
+from webapp.services.chat import chat_events
 from webapp.services.keys import KeyRotationError, rotate_encryption_key
 from webapp.services.users import create_user
 
@@ -107,15 +108,7 @@ def _print_stats(value: dict[str, object]) -> None:
 def chat_command(model_key: str, preset_key: str | None, system: str | None, message: str) -> None:
     """Send MESSAGE to a model and print the reply (streamed when the model streams)."""
     model = _model_by_key(model_key)
-    arguments = {"user_text": message, "system": system, "preset_key": preset_key}
-    if not model.supports_streaming:
-        result = run_chat(model, **arguments)
-        if not result.success:
-            _fail(result)
-        click.echo(result.value["assistant_message"]["content"])
-        _print_stats(result.value)
-        return
-    for event in stream_chat(model, **arguments):
+    for event in chat_events(model, user_text=message, system=system, preset_key=preset_key):
         if event.type == "delta":
             click.echo(event.content, nl=False)
         elif event.type == "error":

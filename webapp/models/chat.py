@@ -70,8 +70,15 @@ class ChatMessage(RecordMixin, db.Model):
     status: Mapped[str] = mapped_column(
         String(16), nullable=False, default="complete", server_default="complete"
     )
-    # What produced an assistant message, kept as text: the model or preset may be edited
-    # or deleted later, the transcript should still say what answered.
+    # What an assistant message is answered with. The names are kept as text too: the
+    # model or preset may be renamed or deleted later (the id then becomes NULL), and the
+    # transcript should still say what answered.
+    llm_model_id: Mapped[int | None] = mapped_column(
+        ForeignKey("llm_models.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    llm_preset_id: Mapped[int | None] = mapped_column(
+        ForeignKey("llm_presets.id", ondelete="SET NULL"), nullable=True
+    )
     model_name: Mapped[str | None] = mapped_column(String(300), nullable=True)
     preset_name: Mapped[str | None] = mapped_column(String(300), nullable=True)
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -84,6 +91,13 @@ class ChatMessage(RecordMixin, db.Model):
     total_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
+    llm_model: Mapped[LLMModel | None] = relationship()
+    llm_preset: Mapped[LLMPreset | None] = relationship()
+
+    @property
+    def model_deleted(self) -> bool:
+        """An assistant reply whose model no longer exists."""
+        return self.role == "assistant" and self.llm_model_id is None and bool(self.model_name)
 
     @property
     def tokens_per_second(self) -> float | None:

@@ -172,3 +172,9 @@ def _validate_before_flush(session: Session, _context: Any, _instances: Any) -> 
     # Uniqueness checks query the database: no autoflush inside the flush.
     with session.no_autoflush:
         validate_objects(list(session.new) + [o for o in session.dirty if session.is_modified(o)])
+
+
+def storable(text: str) -> str:
+    """Text every database can store: NUL is the one character PostgreSQL refuses (in text
+    that is not the user's to fix, such as a model's reply)."""
+    return text.replace("\x00", "\ufffd")

@@ -21,6 +21,10 @@ from sqlalchemy import case, func, or_, select
 from sqlalchemy.exc import DataError, IntegrityError
 
 from webapp.extensions import db
+from webapp.llm.clients import ClientSettings
+from webapp.llm.errors import describe_upstream_error
+from webapp.llm.results import Result
+from webapp.llm.secrets import scrub
 from webapp.models import (
     CAPABILITY_COLUMNS,
     RESERVED_OPTION_KEYS,
@@ -29,10 +33,8 @@ from webapp.models import (
     LLMProvider,
     ValidationError,
 )
-from webapp.services.chat import describe_upstream_error
-from webapp.services.clients import ClientSettings, client_for, provider_secrets, scrub
-from webapp.services.connection import check_model_connection
-from webapp.services.result import Result
+from webapp.services.chat import check_model_connection
+from webapp.services.llm_config import client_settings, provider_client, provider_spec
 
 log = logging.getLogger(__name__)
 
@@ -398,7 +400,7 @@ def _keep_hidden_headers(errors: Errors, provider: LLMProvider | None, headers: 
 
 def masked_headers(provider: LLMProvider) -> list[tuple[str, str]]:
     """Header names with their values, secret-looking values replaced by a mask."""
-    secrets = provider_secrets(provider)
+    secrets = provider_spec(provider).secrets
     shown = []
     for name, value in (provider.headers or {}).items():
         text = str(value)
@@ -738,7 +740,7 @@ def set_model_enabled(model: LLMModel, enabled: bool) -> None:
 
 def quick_client_settings() -> ClientSettings:
     """The app's client settings, capped so a page waits seconds, not minutes, for a provider."""
-    base = ClientSettings.from_app()
+    base = client_settings()
     return ClientSettings(
         request_timeout=min(base.request_timeout, QUICK_REQUEST_TIMEOUT),
         connect_timeout=min(base.connect_timeout, QUICK_CONNECT_TIMEOUT),
@@ -748,7 +750,7 @@ def quick_client_settings() -> ClientSettings:
 
 def run_connection_test(model: LLMModel) -> Result:
     """The connection test with short timeouts (a person is waiting on the page)."""
-    client = client_for(model.llm_provider, quick_client_settings())
+    client = provider_client(model.llm_provider, quick_client_settings())
     return check_model_connection(model, client=client)
 
 
@@ -860,13 +862,13 @@ def _existing_model_ids(provider: LLMProvider) -> set[str]:
 def fetch_import_listing(provider: LLMProvider) -> ImportListing:
     """Ask the provider's /models endpoint what it serves (short timeouts, no retries)."""
     try:
-        page = client_for(provider, quick_client_settings()).models.list()
+        page = provider_client(provider, quick_client_settings()).models.list()
         data = getattr(page, "data", None)
         if not isinstance(data, list):
             return ImportListing(error="the provider answered, but not with a list of models")
         ids, _ = _clean_model_ids(getattr(item, "id", None) for item in data)
     except Exception as error:  # the edge: any failure is shown, not raised
-        return ImportListing(error=describe_upstream_error(error, provider_secrets(provider)))
+        return ImportListing(error=describe_upstream_error(error, provider_spec(provider).secrets))
     existing = _existing_model_ids(provider)
     candidates = [ImportCandidate(model_id, model_id in existing) for model_id in sorted(ids)]
     return ImportListing(candidates[:MAX_IMPORT_IDS])

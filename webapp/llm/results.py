@@ -1,4 +1,4 @@
-"""The outcome of a service call: success, or a failure code with readable errors."""
+"""The outcome of an engine or service call, and every result code in one place."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ EMPTY_PROMPT = "EMPTY_PROMPT"
 PROMPT_TOO_LONG = "PROMPT_TOO_LONG"
 LLM_REQUEST_FAILED = "LLM_REQUEST_FAILED"
 INVALID_INPUT = "INVALID_INPUT"
+# The chat page's own outcomes: the server is at its stream limit; the model chosen for a
+# reply was deleted before it ran; something broke on our side mid-reply.
+BUSY = "BUSY"
+MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
+INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
 @dataclass(frozen=True)

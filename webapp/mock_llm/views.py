@@ -20,7 +20,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
 
-from webapp.services.mock_replies import (
+from webapp.mock_llm.replies import (
     Completion,
     Faults,
     InvalidCompletionRequest,

@@ -1,0 +1,354 @@
+"""Preparing a chat request (the spec's LLM::RunChat, before anything is sent).
+
+Every rule is checked before anything is sent — enabled gate, preset, options, messages,
+language policy, capabilities, token budget — and a rule that says no comes back as a
+failure `Result`, never an exception. A `PreparedChat` needs nothing else to be sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from webapp.llm import results as codes
+from webapp.llm.budget import (
+    PromptBudget,
+    check_prompt_budget,
+    default_estimator,
+    estimate_prompt_tokens,
+)
+from webapp.llm.language import language_policy
+from webapp.llm.results import Result
+from webapp.llm.specs import ModelSpec, PresetSpec
+
+MESSAGE_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+# Keys a caller's llm_options may not set: streaming is chosen by run_chat vs stream_chat.
+CALLER_FORBIDDEN_OPTIONS = frozenset({"stream", "stream_options"})
+# Keys the service owns; silently dropped from merged options.
+SERVICE_OWNED_OPTIONS = frozenset({"model", "messages"})
+
+
+@dataclass(frozen=True)
+class PreparedChat:
+    """Everything needed to send the request; no database access is needed after this."""
+
+    llm_model: ModelSpec
+    preset: PresetSpec | None
+    request: dict[str, Any]
+    client: Any
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def secrets(self) -> list[str]:
+        return self.llm_model.provider.secrets
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge nested dicts key by key; any other value in `override` replaces the base's."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _string_keys(value: Any) -> Any:
+    """Context may use str or enum-like keys (the spec's symbols); normalize to str."""
+    if isinstance(value, Mapping):
+        return {str(getattr(k, "value", k)): _string_keys(v) for k, v in value.items()}
+    return value
+
+
+class _Invalid(Exception):
+    """Internal: input rejected before sending; carries the Result to return."""
+
+    def __init__(self, result: Result) -> None:
+        super().__init__(result.errors)
+        self.result = result
+
+
+def _invalid(message: str) -> _Invalid:
+    return _Invalid(Result.failure(codes.INVALID_INPUT, message))
+
+
+def _check_types(
+    llm_model: Any, user_text: Any, history: Any, system: Any, context: Any, llm_options: Any
+) -> None:
+    if not isinstance(llm_model, ModelSpec):
+        raise _invalid("llm_model must be a ModelSpec")
+    for name, value in (("user_text", user_text), ("system", system)):
+        if value is not None and not isinstance(value, str):
+            raise _invalid(f"{name} must be a string")
+    if history is not None and not isinstance(history, list | tuple):
+        raise _invalid("history must be a list of messages")
+    for name, value in (("context", context), ("llm_options", llm_options)):
+        if value is not None and not isinstance(value, Mapping):
+            raise _invalid(f"{name} must be a mapping")
+
+
+def _resolve_preset(llm_model: ModelSpec, preset: Any, preset_key: Any) -> PresetSpec | None:
+    """Explicit preset > preset_key > the model's default preset, if any."""
+    if preset is not None:
+        if not isinstance(preset, PresetSpec) or preset not in llm_model.presets:
+            raise _invalid("preset does not belong to this model")
+        return preset
+    if preset_key is None:
+        return llm_model.default_preset
+    found = llm_model.preset_with_key(str(preset_key))
+    if found is None:
+        raise _Invalid(
+            Result.failure(
+                codes.PRESET_NOT_FOUND, f"no preset with key {preset_key!r} for this model"
+            )
+        )
+    return found
+
+
+def _merge_options(
+    llm_model: ModelSpec, preset: PresetSpec | None, llm_options: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    requested = dict(llm_options or {})
+    forbidden = sorted(CALLER_FORBIDDEN_OPTIONS & requested.keys())
+    if forbidden:
+        raise _invalid(f"llm_options may not set {', '.join(forbidden)}")
+    merged = dict(llm_model.provider.llm_options_defaults)
+    if preset is not None:
+        merged = deep_merge(merged, preset.llm_options_overrides)
+    merged = deep_merge(merged, requested)
+    return {k: v for k, v in merged.items() if k not in SERVICE_OWNED_OPTIONS}
+
+
+def _build_messages(
+    system: str | None,
+    language_instruction: str | None,
+    history: list[Any] | tuple[Any, ...] | None,
+    user_text: str | None,
+) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    if system is not None and system.strip():
+        messages.append({"role": "system", "content": system})
+    if language_instruction:
+        messages.append({"role": "system", "content": language_instruction})
+    for index, message in enumerate(history or ()):
+        if not isinstance(message, Mapping):
+            raise _invalid(f"history[{index}] must be a mapping with role and content")
+        role, content = message.get("role"), message.get("content")
+        if role not in MESSAGE_ROLES:
+            raise _invalid(
+                f"history[{index}].role must be one of {', '.join(sorted(MESSAGE_ROLES))}"
+            )
+        if content is not None and not isinstance(content, str | list):
+            raise _invalid(f"history[{index}].content must be a string")
+        messages.append(dict(message))
+    if user_text is not None and user_text.strip():
+        messages.append({"role": "user", "content": user_text})
+    if not any(m["role"] != "system" for m in messages):
+        raise _Invalid(Result.failure(codes.EMPTY_PROMPT, "there is no prompt to send"))
+    return messages
+
+
+def _preflight(llm_model: ModelSpec, options: dict[str, Any], stream: bool) -> None:
+    """Reject what the model cannot do; settle parallel_tool_calls."""
+    name = llm_model.name
+    tools = options.get("tools")
+    response_format = options.get("response_format")
+    if stream and not llm_model.supports_streaming:
+        raise _invalid(f"{name} does not support streaming")
+    if tools and not llm_model.supports_tool_calling:
+        raise _invalid(f"{name} does not support tool calling")
+    if response_format is not None:
+        kind = response_format.get("type") if isinstance(response_format, Mapping) else None
+        if kind == "json_object" and not llm_model.supports_response_format_json_object:
+            raise _invalid(f"{name} does not support response_format json_object")
+        if kind == "json_schema" and not llm_model.supports_response_format_json_schema:
+            raise _invalid(f"{name} does not support response_format json_schema")
+        if kind not in ("text", "json_object", "json_schema"):
+            raise _invalid("response_format.type must be text, json_object or json_schema")
+    if tools and response_format is not None:
+        raise _invalid("tools and response_format cannot be used together")
+    if stream and (tools or response_format is not None):
+        raise _invalid("streaming cannot be combined with tools or response_format")
+    if not llm_model.supports_parallel_tool_calls:
+        options.pop("parallel_tool_calls", None)
+    elif response_format is not None:
+        options["parallel_tool_calls"] = False
+    elif tools:
+        options.setdefault("parallel_tool_calls", False)
+
+
+def _reserve_tokens(options: Mapping[str, Any]) -> int:
+    reserve = options.get("max_tokens", options.get("max_completion_tokens"))
+    if reserve is None:
+        return 0
+    if isinstance(reserve, bool) or not isinstance(reserve, int) or reserve < 0:
+        raise _invalid("max_tokens must be a non-negative integer")
+    return reserve
+
+
+def _budget(
+    llm_model: ModelSpec,
+    messages: list[dict[str, Any]],
+    options: Mapping[str, Any],
+    context: Mapping[str, Any],
+    *,
+    count_unlimited: bool = False,
+) -> PromptBudget:
+    """The prompt budget of this request; with an unlimited window (0) nothing is counted
+    unless `count_unlimited` (the live meter still wants the number)."""
+    estimation = context.get("token_estimation") or {}
+    counting: dict[str, Any] = {
+        "message_overhead_tokens": llm_model.message_overhead_tokens,
+        "estimator": estimation.get("token_estimator") or default_estimator(),
+        "model_hint": estimation.get("model_hint") or llm_model.model,
+    }
+    budget = check_prompt_budget(
+        messages,
+        context_window_tokens=llm_model.context_window_tokens,
+        reserve_tokens=_reserve_tokens(options),
+        **counting,
+    )
+    if budget.estimated_tokens is None and count_unlimited:
+        return replace(budget, estimated_tokens=estimate_prompt_tokens(messages, **counting))
+    return budget
+
+
+def _check_budget(
+    llm_model: ModelSpec,
+    messages: list[dict[str, Any]],
+    options: Mapping[str, Any],
+    context: Mapping[str, Any],
+) -> None:
+    budget = _budget(llm_model, messages, options, context)
+    if budget.exceeded:
+        raise _Invalid(
+            Result.failure(
+                codes.PROMPT_TOO_LONG,
+                f"prompt is too long: about {budget.estimated_tokens} tokens, "
+                f"the limit is {budget.limit_tokens} ({budget.max_tokens} context window "
+                f"− {budget.reserve_tokens} reserved for the reply)",
+                estimated_tokens=budget.estimated_tokens,
+                max_tokens=budget.max_tokens,
+                reserve_tokens=budget.reserve_tokens,
+                limit_tokens=budget.limit_tokens,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """A request built from the inputs, before the capability and budget checks."""
+
+    preset: PresetSpec | None
+    options: dict[str, Any]
+    messages: list[dict[str, Any]]
+    context: dict[str, Any]
+    warning: str | None
+
+
+def _draft(
+    llm_model: Any,
+    *,
+    user_text: Any,
+    history: Any,
+    system: Any,
+    context: Any,
+    preset: Any,
+    preset_key: Any,
+    llm_options: Any,
+    allow_disabled: bool,
+) -> _Draft:
+    """Types, enabled gate, preset, option merge, messages: raises _Invalid on a rule."""
+    _check_types(llm_model, user_text, history, system, context, llm_options)
+    if not llm_model.enabled and not allow_disabled:
+        raise _Invalid(Result.failure(codes.MODEL_DISABLED, f"{llm_model.name} is disabled"))
+    context = _string_keys(context or {})
+    chosen_preset = _resolve_preset(llm_model, preset, preset_key)
+    options = _merge_options(llm_model, chosen_preset, llm_options)
+    policy = language_policy(context.get("language_policy"))
+    messages = _build_messages(system, policy.instruction, history, user_text)
+    return _Draft(chosen_preset, options, messages, context, policy.warning)
+
+
+def prepare_chat(
+    llm_model: Any,
+    *,
+    user_text: Any = None,
+    history: Any = None,
+    system: Any = None,
+    context: Any = None,
+    preset: Any = None,
+    preset_key: Any = None,
+    llm_options: Any = None,
+    allow_disabled: bool = False,
+    client: Any,
+    stream: bool = False,
+) -> PreparedChat | Result:
+    """Check every rule and build the request for `client` (an `openai.OpenAI`-compatible
+    object); a failure `Result` when a rule says no."""
+    try:
+        draft = _draft(
+            llm_model,
+            user_text=user_text,
+            history=history,
+            system=system,
+            context=context,
+            preset=preset,
+            preset_key=preset_key,
+            llm_options=llm_options,
+            allow_disabled=allow_disabled,
+        )
+        _preflight(llm_model, draft.options, stream)
+        _check_budget(llm_model, draft.messages, draft.options, draft.context)
+    except _Invalid as invalid:
+        return invalid.result
+    request: dict[str, Any] = {"model": llm_model.model, "messages": draft.messages}
+    request |= draft.options
+    if stream:
+        request |= {"stream": True, "stream_options": {"include_usage": True}}
+    return PreparedChat(
+        llm_model=llm_model,
+        preset=draft.preset,
+        request=request,
+        client=client,
+        warnings=[draft.warning] if draft.warning else [],
+    )
+
+
+def preview_prompt_budget(llm_model: ModelSpec, **arguments: Any) -> Result:
+    """The token budget a chat request would meet, without sending it (a live meter's numbers).
+
+    Takes prepare_chat's arguments and runs its steps up to the budget — types,
+    enabled gate, preset, option merge, messages, reserve from max_tokens — with the same
+    estimator, so the numbers are the ones the request will be checked against. The value
+    holds estimated_tokens, max_tokens (the context window), reserve_tokens, limit_tokens
+    and exceeded; with an unlimited window (0) the prompt is still estimated and never
+    exceeds. A rule that fails returns the failure prepare_chat would (EMPTY_PROMPT, …).
+    """
+    try:
+        draft = _draft(
+            llm_model,
+            user_text=arguments.get("user_text"),
+            history=arguments.get("history"),
+            system=arguments.get("system"),
+            context=arguments.get("context"),
+            preset=arguments.get("preset"),
+            preset_key=arguments.get("preset_key"),
+            llm_options=arguments.get("llm_options"),
+            allow_disabled=arguments.get("allow_disabled", False),
+        )
+        budget = _budget(
+            llm_model, draft.messages, draft.options, draft.context, count_unlimited=True
+        )
+    except _Invalid as invalid:
+        return invalid.result
+    return Result.ok(
+        estimated_tokens=budget.estimated_tokens,
+        max_tokens=budget.max_tokens,
+        reserve_tokens=budget.reserve_tokens,
+        limit_tokens=budget.limit_tokens,
+        exceeded=budget.exceeded,
+        preset=draft.preset,
+    )

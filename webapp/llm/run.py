@@ -1,0 +1,220 @@
+"""Sending a prepared chat through the official `openai` SDK: at once, or streamed.
+
+Nothing here raises for what a provider or the network does: every failure becomes a
+`Result` (LLM_REQUEST_FAILED, with the reason scrubbed of the provider's secrets).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from openai.resources.chat.completions import Completions
+
+from webapp.llm import results as codes
+from webapp.llm.errors import describe_upstream_error
+from webapp.llm.prepare import PreparedChat, prepare_chat
+from webapp.llm.results import Result
+from webapp.llm.specs import ModelSpec
+
+log = logging.getLogger(__name__)
+
+# Parameters the SDK names; everything else travels in extra_body.
+SDK_PARAMETERS = frozenset(inspect.signature(Completions.create).parameters) - {
+    "self",
+    "model",
+    "messages",
+    "stream",
+    "extra_body",
+    "extra_headers",
+    "extra_query",
+    "timeout",
+}
+# The connection test: the smallest request a chat model answers.
+PING_REQUEST: dict[str, Any] = {
+    "messages": [{"role": "user", "content": "ping"}],
+    "max_tokens": 1,
+    "temperature": 0,
+}
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """`delta` (a piece of the reply), then exactly one `done` or `error` carrying a Result."""
+
+    type: Literal["delta", "done", "error"]
+    content: str = ""
+    result: Result | None = None
+
+
+def _sdk_arguments(request: Mapping[str, Any]) -> dict[str, Any]:
+    """Named SDK parameters as keyword arguments, the rest (top_k, min_p …) in extra_body."""
+    arguments = {
+        k: v
+        for k, v in request.items()
+        if k in SDK_PARAMETERS or k in ("model", "messages", "stream")
+    }
+    extra = {k: v for k, v in request.items() if k not in arguments}
+    if extra:
+        arguments["extra_body"] = extra
+    return arguments
+
+
+def _elapsed_ms(start: float, digits: int = 2) -> float:
+    return round((time.perf_counter() - start) * 1000, digits)
+
+
+def _usage_dict(usage: Any) -> dict[str, Any] | None:
+    if usage is None:
+        return None
+    return usage.model_dump(exclude_none=True) if hasattr(usage, "model_dump") else dict(usage)
+
+
+def _success_value(prepared: PreparedChat, content: str, **details: Any) -> dict[str, Any]:
+    return {
+        "llm_model": prepared.llm_model,
+        "preset": prepared.preset,
+        "request": prepared.request,
+        "assistant_message": {"role": "assistant", "content": content},
+        "warnings": prepared.warnings,
+        **details,
+    }
+
+
+def send_chat(prepared: PreparedChat) -> Result:
+    """Send a prepared, non-streaming request; LLM_REQUEST_FAILED on any upstream failure."""
+    start = time.perf_counter()
+    try:
+        response = prepared.client.chat.completions.create(**_sdk_arguments(prepared.request))
+        choice = response.choices[0]
+        content = choice.message.content or ""
+    except Exception as error:  # the edge: whatever the provider or transport did
+        return _request_failed(prepared, error, total_ms=_elapsed_ms(start))
+    return Result.ok(
+        **_success_value(
+            prepared,
+            content,
+            usage=_usage_dict(response.usage),
+            finish_reason=choice.finish_reason,
+            timings={"total_ms": _elapsed_ms(start)},
+        )
+    )
+
+
+def _request_failed(prepared: PreparedChat, error: BaseException, **value: Any) -> Result:
+    message = describe_upstream_error(error, prepared.secrets)
+    # The request, not the model row: a stream may outlive the session that loaded the row.
+    log.warning("LLM request to %s failed: %s", prepared.request["model"], message)
+    return Result.failure(codes.LLM_REQUEST_FAILED, message, **value)
+
+
+def stream_prepared(prepared: PreparedChat) -> Iterator[StreamEvent]:
+    """Deltas, then one `done` or `error` event. Closing the generator closes the upstream."""
+    start = time.perf_counter()
+    first_token_ms: float | None = None
+    pieces: list[str] = []
+    usage: Any = None
+    finish_reason: str | None = None
+    try:
+        with prepared.client.chat.completions.create(**_sdk_arguments(prepared.request)) as chunks:
+            for chunk in chunks:
+                usage = chunk.usage or usage
+                for choice in chunk.choices:
+                    finish_reason = choice.finish_reason or finish_reason
+                    text = choice.delta.content if choice.delta else None
+                    if text:
+                        if first_token_ms is None:
+                            first_token_ms = _elapsed_ms(start)
+                        pieces.append(text)
+                        yield StreamEvent("delta", content=text)
+    except Exception as error:  # the edge: whatever the provider or transport did
+        yield StreamEvent(
+            "error",
+            result=_request_failed(
+                prepared,
+                error,
+                partial_content="".join(pieces),
+                timings={"ttft_ms": first_token_ms, "total_ms": _elapsed_ms(start)},
+            ),
+        )
+        return
+    timings = {"ttft_ms": first_token_ms, "total_ms": _elapsed_ms(start)}
+    if finish_reason is None:
+        yield StreamEvent(
+            "error",
+            result=Result.failure(
+                codes.LLM_REQUEST_FAILED,
+                "the provider's stream ended before the reply was complete",
+                partial_content="".join(pieces),
+                timings=timings,
+            ),
+        )
+        return
+    yield StreamEvent(
+        "done",
+        result=Result.ok(
+            **_success_value(
+                prepared,
+                "".join(pieces),
+                usage=_usage_dict(usage),
+                finish_reason=finish_reason,
+                timings=timings,
+            )
+        ),
+    )
+
+
+def run_chat(llm_model: ModelSpec, **arguments: Any) -> Result:
+    """Prepare (every rule) and send one non-streaming chat completion."""
+    prepared = prepare_chat(llm_model, **arguments, stream=False)
+    if isinstance(prepared, Result):
+        return prepared
+    return send_chat(prepared)
+
+
+def stream_chat(llm_model: ModelSpec, **arguments: Any) -> Iterator[StreamEvent]:
+    """Like run_chat, streamed. Every check happens now, at the call; the returned iterator
+    then only talks to the provider (safe inside a response body)."""
+    prepared = prepare_chat(llm_model, **arguments, stream=True)
+    if isinstance(prepared, Result):
+        return iter([StreamEvent("error", result=prepared)])
+    return stream_prepared(prepared)
+
+
+def chat_events(llm_model: ModelSpec, **arguments: Any) -> Iterator[StreamEvent]:
+    """stream_chat for a model that streams; otherwise one ordinary request whose whole
+    reply arrives as a single delta — so every model can be used where replies stream."""
+    if llm_model.supports_streaming:
+        return stream_chat(llm_model, **arguments)
+    prepared = prepare_chat(llm_model, **arguments, stream=False)
+    if isinstance(prepared, Result):
+        return iter([StreamEvent("error", result=prepared)])
+    return _whole_reply(prepared)
+
+
+def _whole_reply(prepared: PreparedChat) -> Iterator[StreamEvent]:
+    result = send_chat(prepared)
+    if not result.success:
+        yield StreamEvent("error", result=result)
+        return
+    content = result.value["assistant_message"]["content"]
+    if content:
+        yield StreamEvent("delta", content=content)
+    yield StreamEvent("done", result=result)
+
+
+def ping(llm_model: ModelSpec, client: Any) -> Result:
+    """One tiny completion (the connection test): `latency_ms`, or the readable reason."""
+    start = time.perf_counter()
+    try:
+        client.chat.completions.create(model=llm_model.model, **PING_REQUEST)
+    except Exception as error:  # the edge: any failure means "not working"
+        message = describe_upstream_error(error, llm_model.provider.secrets)
+        return Result.failure(
+            codes.LLM_REQUEST_FAILED, message, latency_ms=_elapsed_ms(start, digits=1)
+        )
+    return Result.ok(latency_ms=_elapsed_ms(start, digits=1))
