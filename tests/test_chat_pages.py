@@ -169,6 +169,25 @@ def test_first_message_creates_a_conversation_with_a_pending_reply(
     assert f'sse-swap="end" hx-target="#message-{reply.id}" hx-swap="outerHTML"' in page
 
 
+def test_a_reply_remembers_its_model_and_preset_and_outlives_their_deletion(
+    member_client: FlaskClient, model: LLMModel
+) -> None:
+    conversation_id = new_conversation(member_client, model, "Who are you?")
+    reply = messages_of(conversation_id)[1]
+    preset_id = model.default_preset().id
+    assert (reply.llm_model_id, reply.llm_preset_id) == (model.id, preset_id)
+    reply.status, reply.content = "complete", "Acme here."
+    _db.session.commit()
+
+    _db.session.delete(model)
+    _db.session.commit()
+
+    reply = messages_of(conversation_id)[1]
+    assert (reply.llm_model_id, reply.llm_preset_id, reply.content) == (None, None, "Acme here.")
+    page = text_of(member_client.get(f"/c/{conversation_id}").get_data(as_text=True))
+    assert "Acme One (deleted model)" in page and "Acme here." in page
+
+
 def test_sending_returns_both_bubbles_and_updates_the_list(
     member_client: FlaskClient, model: LLMModel
 ) -> None:

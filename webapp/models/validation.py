@@ -10,7 +10,7 @@ import ipaddress
 import re
 import socket
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import event
@@ -34,10 +34,6 @@ class ValidationError(ValueError):
         self.errors = errors
         summary = "; ".join(f"{field} {', '.join(msgs)}" for field, msgs in errors.items())
         super().__init__(summary or "invalid")
-
-
-class Validatable(Protocol):
-    def validation_errors(self) -> Errors: ...
 
 
 def add(errors: Errors, field: str, message: str) -> None:

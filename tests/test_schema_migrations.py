@@ -1,0 +1,146 @@
+"""Data migrations keep what was there: each one run on rows written at the revision before."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from flask_migrate import upgrade
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from webapp import create_app
+from webapp.extensions import db
+
+
+@pytest.fixture
+def scratch_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database of the kind the suite runs on, for migrating step by step."""
+    if not database_url.startswith("postgresql"):
+        yield f"sqlite:///{tmp_path / 'migrations.sqlite3'}"
+        return
+    url = make_url(database_url)
+    name = f"{url.database}_migrations_{os.getpid()}"
+    admin = url.set(drivername="postgresql", database="postgres")
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def scratch_app(scratch_database_url: str, tmp_path: Path) -> Iterator[Any]:
+    app = create_app(
+        {
+            "MODELDESK_ENV": "test",
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": scratch_database_url,
+            "SECRET_KEY": "test-secret-key",
+            "MODELDESK_ENCRYPTION_KEY": "test-encryption-key-0123456789abcdef",
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+        }
+    )
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+def insert(table: str, **values: Any) -> int:
+    columns = ", ".join(values)
+    params = ", ".join(f":{name}" for name in values)
+    statement = text(f"INSERT INTO {table} ({columns}) VALUES ({params}) RETURNING id")
+    with db.engine.begin() as connection:
+        return connection.execute(statement, values).scalar_one()
+
+
+def test_0003_moves_a_replys_model_and_preset_from_details_to_foreign_keys(
+    scratch_app: Any,
+) -> None:
+    upgrade(revision="0002")
+    now = "2026-11-30 12:00:00+00:00"
+    stamps = {"created_at": now, "updated_at": now}
+    provider = insert(
+        "llm_providers",
+        name="P",
+        api_format="openai",
+        base_url="http://127.0.0.1:9",
+        api_prefix="/v1",
+        headers="{}",
+        llm_options_defaults="{}",
+        message_overhead_tokens=0,
+        **stamps,
+    )
+    model_columns = {
+        "llm_provider_id": provider,
+        "name": "M",
+        "enabled": True,
+        "supports_tool_calling": False,
+        "supports_response_format_json_object": False,
+        "supports_response_format_json_schema": False,
+        "supports_streaming": True,
+        "supports_parallel_tool_calls": False,
+        "context_window_tokens": 0,
+        **stamps,
+    }
+    kept_model = insert("llm_models", model="kept", **model_columns)
+    gone_model = insert("llm_models", model="gone", **model_columns)
+    preset = insert(
+        "llm_presets",
+        llm_model_id=kept_model,
+        key="default",
+        name="Default",
+        llm_options_overrides="{}",
+        **stamps,
+    )
+    user = insert("users", email="a@example.com", password_hash="x", role="admin", **stamps)
+    conversation = insert("conversations", user_id=user, title="T", **stamps)
+
+    def message(role: str, details: dict[str, Any]) -> int:
+        return insert(
+            "chat_messages",
+            conversation_id=conversation,
+            role=role,
+            content="c",
+            status="complete",
+            details=json.dumps(details),
+            model_name="M",
+            **stamps,
+        )
+
+    asked = message("user", {})
+    answered = message(
+        "assistant",
+        {"llm_model_id": kept_model, "llm_preset_id": preset, "system_prompt": "Be brief."},
+    )
+    orphaned = message("assistant", {"llm_model_id": gone_model, "llm_preset_id": None})
+    with db.engine.begin() as connection:
+        connection.execute(text("DELETE FROM llm_models WHERE id = :id"), {"id": gone_model})
+
+    upgrade()
+
+    with db.engine.connect() as connection:
+        rows = {
+            row.id: row
+            for row in connection.execute(
+                text("SELECT id, llm_model_id, llm_preset_id, details FROM chat_messages")
+            )
+        }
+    details = {
+        id_: row.details if isinstance(row.details, dict) else json.loads(row.details)
+        for id_, row in rows.items()
+    }
+    assert (rows[answered].llm_model_id, rows[answered].llm_preset_id) == (kept_model, preset)
+    assert details[answered] == {"system_prompt": "Be brief."}
+    assert (rows[orphaned].llm_model_id, rows[orphaned].llm_preset_id) == (None, None)
+    assert details[orphaned] == {}
+    assert (rows[asked].llm_model_id, details[asked]) == (None, {})
