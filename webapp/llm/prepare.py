@@ -251,14 +251,14 @@ class _Draft:
 def _draft(
     llm_model: Any,
     *,
-    user_text: Any,
-    history: Any,
-    system: Any,
-    context: Any,
-    preset: Any,
-    preset_key: Any,
-    llm_options: Any,
-    allow_disabled: bool,
+    user_text: Any = None,
+    history: Any = None,
+    system: Any = None,
+    context: Any = None,
+    preset: Any = None,
+    preset_key: Any = None,
+    llm_options: Any = None,
+    allow_disabled: bool = False,
 ) -> _Draft:
     """Types, enabled gate, preset, option merge, messages: raises _Invalid on a rule."""
     _check_types(llm_model, user_text, history, system, context, llm_options)
@@ -273,33 +273,16 @@ def _draft(
 
 
 def prepare_chat(
-    llm_model: Any,
-    *,
-    user_text: Any = None,
-    history: Any = None,
-    system: Any = None,
-    context: Any = None,
-    preset: Any = None,
-    preset_key: Any = None,
-    llm_options: Any = None,
-    allow_disabled: bool = False,
-    client: Any,
-    stream: bool = False,
+    llm_model: Any, *, client: Any, stream: bool = False, **inputs: Any
 ) -> PreparedChat | Result:
     """Check every rule and build the request for `client` (an `openai.OpenAI`-compatible
-    object); a failure `Result` when a rule says no."""
+    object); a failure `Result` when a rule says no.
+
+    `inputs`: user_text, history, system, context, preset (a PresetSpec of the model),
+    preset_key, llm_options, allow_disabled — as run_chat documents them.
+    """
     try:
-        draft = _draft(
-            llm_model,
-            user_text=user_text,
-            history=history,
-            system=system,
-            context=context,
-            preset=preset,
-            preset_key=preset_key,
-            llm_options=llm_options,
-            allow_disabled=allow_disabled,
-        )
+        draft = _draft(llm_model, **inputs)
         _preflight(llm_model, draft.options, stream)
         _check_budget(llm_model, draft.messages, draft.options, draft.context)
     except _Invalid as invalid:
@@ -317,7 +300,7 @@ def prepare_chat(
     )
 
 
-def preview_prompt_budget(llm_model: ModelSpec, **arguments: Any) -> Result:
+def preview_prompt_budget(llm_model: ModelSpec, **inputs: Any) -> Result:
     """The token budget a chat request would meet, without sending it (a live meter's numbers).
 
     Takes prepare_chat's arguments and runs its steps up to the budget — types,
@@ -328,17 +311,7 @@ def preview_prompt_budget(llm_model: ModelSpec, **arguments: Any) -> Result:
     exceeds. A rule that fails returns the failure prepare_chat would (EMPTY_PROMPT, …).
     """
     try:
-        draft = _draft(
-            llm_model,
-            user_text=arguments.get("user_text"),
-            history=arguments.get("history"),
-            system=arguments.get("system"),
-            context=arguments.get("context"),
-            preset=arguments.get("preset"),
-            preset_key=arguments.get("preset_key"),
-            llm_options=arguments.get("llm_options"),
-            allow_disabled=arguments.get("allow_disabled", False),
-        )
+        draft = _draft(llm_model, **inputs)
         budget = _budget(
             llm_model, draft.messages, draft.options, draft.context, count_unlimited=True
         )
