@@ -11,6 +11,7 @@ from typing import Any
 
 import openai
 
+from webapp.llm.network import http_client
 from webapp.llm.secrets import remember_secrets
 from webapp.llm.specs import ProviderSpec
 
@@ -28,6 +29,8 @@ class ClientSettings:
     request_timeout: float = 60.0
     connect_timeout: float = 5.0
     max_retries: int = 0
+    # MODELDESK_BLOCK_PRIVATE_URLS: connect only to public addresses (webapp.llm.network).
+    block_private_addresses: bool = False
 
 
 class _ClientCache:
@@ -69,12 +72,16 @@ def client_for(provider: ProviderSpec, settings: ClientSettings) -> openai.OpenA
         # Before this client sends anything, whatever the provider echoes back of its
         # secrets is masked in the logs (once per client, not on every request).
         remember_secrets(provider.secrets)
+        timeout = openai.Timeout(settings.request_timeout, connect=settings.connect_timeout)
         return openai.OpenAI(
             base_url=provider.endpoint,
             api_key=api_key,
             default_headers=headers,
-            timeout=openai.Timeout(settings.request_timeout, connect=settings.connect_timeout),
+            timeout=timeout,
             max_retries=settings.max_retries,
+            http_client=http_client(
+                timeout, block_private_addresses=settings.block_private_addresses
+            ),
         )
 
     return _cache.get(key, build)

@@ -17,6 +17,8 @@ def describe_upstream_error(error: BaseException, secrets: Iterable[str]) -> str
         # Refused, reset, or dropped mid-stream: the cause says which.
         cause = error.__cause__ or error
         message = f"the connection to the provider failed: {cause}"
+    elif isinstance(error, openai.APIStatusError) and 300 <= error.status_code < 400:
+        message = _redirect_message(error)
     elif isinstance(error, openai.APIStatusError):
         body = error.body if isinstance(error.body, Mapping) else {}
         detail = body.get("message") or error.message
@@ -26,3 +28,12 @@ def describe_upstream_error(error: BaseException, secrets: Iterable[str]) -> str
     else:
         message = f"the request failed: {type(error).__name__}: {error}"
     return scrub(message, secrets)
+
+
+def _redirect_message(error: openai.APIStatusError) -> str:
+    location = error.response.headers.get("location")
+    target = str(error.response.url.join(location)) if location else "another address"
+    return (
+        f"the provider redirected (HTTP {error.status_code}) to {target}; ModelDesk does not "
+        "follow redirects: set the provider's base URL to where it points"
+    )

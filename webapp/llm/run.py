@@ -19,6 +19,7 @@ from webapp.llm import results as codes
 from webapp.llm.errors import describe_upstream_error
 from webapp.llm.prepare import PreparedChat, prepare_chat
 from webapp.llm.results import Result
+from webapp.llm.secrets import StreamScrubber, mask_secrets
 from webapp.llm.specs import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,8 @@ def send_chat(prepared: PreparedChat) -> Result:
     try:
         response = prepared.client.chat.completions.create(**_sdk_arguments(prepared.request))
         choice = response.choices[0]
-        content = choice.message.content or ""
+        # A provider that echoes what it was sent must not hand its key to the reader.
+        content = mask_secrets(choice.message.content or "", prepared.secrets)
     except Exception as error:  # the edge: whatever the provider or transport did
         return _request_failed(prepared, error, total_ms=_elapsed_ms(start))
     return Result.ok(
@@ -113,25 +115,34 @@ def _request_failed(prepared: PreparedChat, error: BaseException, **value: Any) 
 
 
 def stream_prepared(prepared: PreparedChat) -> Iterator[StreamEvent]:
-    """Deltas, then one `done` or `error` event. Closing the generator closes the upstream."""
+    """Deltas, then one `done` or `error` event. Closing the generator closes the upstream.
+
+    The provider's secrets are masked in the text, even one split across two chunks (the
+    tail that might begin one waits for the next chunk).
+    """
     start = time.perf_counter()
     first_token_ms: float | None = None
     pieces: list[str] = []
     usage: Any = None
     finish_reason: str | None = None
+    scrubber = StreamScrubber(prepared.secrets)
     try:
         with prepared.client.chat.completions.create(**_sdk_arguments(prepared.request)) as chunks:
             for chunk in chunks:
                 usage = chunk.usage or usage
                 for choice in chunk.choices:
                     finish_reason = choice.finish_reason or finish_reason
-                    text = choice.delta.content if choice.delta else None
+                    text = scrubber.feed(choice.delta.content or "") if choice.delta else ""
                     if text:
                         if first_token_ms is None:
                             first_token_ms = _elapsed_ms(start)
                         pieces.append(text)
                         yield StreamEvent("delta", content=text)
     except Exception as error:  # the edge: whatever the provider or transport did
+        rest = scrubber.flush()
+        if rest:
+            pieces.append(rest)
+            yield StreamEvent("delta", content=rest)
         yield StreamEvent(
             "error",
             result=_request_failed(
@@ -142,6 +153,11 @@ def stream_prepared(prepared: PreparedChat) -> Iterator[StreamEvent]:
             ),
         )
         return
+    rest = scrubber.flush()
+    if rest:
+        first_token_ms = first_token_ms if first_token_ms is not None else _elapsed_ms(start)
+        pieces.append(rest)
+        yield StreamEvent("delta", content=rest)
     timings = {"ttft_ms": first_token_ms, "total_ms": _elapsed_ms(start)}
     if finish_reason is None:
         yield StreamEvent(

@@ -73,6 +73,49 @@ def scrub(text: str, secrets: Iterable[str] = ()) -> str:
     return _scrub_shapes(_mask(text, sorted(secrets, key=len, reverse=True)))
 
 
+def mask_secrets(text: str, secrets: Iterable[str]) -> str:
+    """`text` with each of `secrets` masked, and nothing else changed (for model output,
+    where credential-shaped text the provider did not send is the user's business)."""
+    return _mask(text, sorted(secrets, key=len, reverse=True))
+
+
+class StreamScrubber:
+    """Masks secrets in text that arrives in pieces, even a secret split across two.
+
+    `feed` returns what is safe to pass on now; the tail that could still grow into a
+    secret is held back until the next piece (or `flush`) decides it.
+    """
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self._secrets = sorted(set(secrets), key=len, reverse=True)
+        self._pending = ""
+
+    def feed(self, text: str) -> str:
+        if not self._secrets:
+            return text
+        pending = _mask(self._pending + text, self._secrets)
+        hold = self._held_back(pending)
+        self._pending = pending[len(pending) - hold :] if hold else ""
+        return pending[: len(pending) - hold]
+
+    def flush(self) -> str:
+        rest, self._pending = self._pending, ""
+        return rest
+
+    def _held_back(self, text: str) -> int:
+        """The length of the longest tail of `text` that begins some secret."""
+        longest = 0
+        for secret in self._secrets:
+            start = max(len(text) - len(secret) + 1, 0)
+            index = text.find(secret[0], start)
+            while index != -1:
+                if secret.startswith(text[index:]):
+                    longest = max(longest, len(text) - index)
+                    break
+                index = text.find(secret[0], index + 1)
+        return longest
+
+
 def _mask(text: str, longest_first: Iterable[str]) -> str:
     for secret in longest_first:
         if secret in text:

@@ -6,7 +6,6 @@ instance raises `ValidationError`, so no path (views, CLI, seeds, scripts) store
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import socket
 from collections.abc import Iterable
@@ -15,6 +14,8 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
+
+from webapp.addresses import is_public_address
 
 Errors = dict[str, list[str]]
 
@@ -89,29 +90,25 @@ def check_http_url(errors: Errors, field: str, value: str | None) -> None:
         add(errors, field, "must not have a query string or fragment")
 
 
-def _is_private_address(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    return not ip.is_global or ip.is_multicast
-
-
 def is_private_target(url: str) -> bool:
     """True when the URL's host is loopback, private, link-local or otherwise not public.
 
-    Host names are resolved once, now: a name that later resolves elsewhere (DNS rebinding)
-    is not caught here, which the README states as the limit of this option.
+    Host names are resolved now, at save time; the engine checks the address again at
+    every connection (webapp.llm.network), so a name that later resolves inward is caught
+    there.
     """
     host = (urlsplit(url).hostname or "").rstrip(".").lower()
     if not host or host == "localhost" or host.endswith(".localhost"):
         return True
     try:
-        return _is_private_address(host)
+        return not is_public_address(host)
     except ValueError:
         pass
     try:
         infos = socket.getaddrinfo(host, None)
     except (OSError, UnicodeError):
         return False  # unresolvable: the request itself will fail
-    return any(_is_private_address(str(info[4][0])) for info in infos)
+    return any(not is_public_address(str(info[4][0])) for info in infos)
 
 
 def check_public_url(errors: Errors, field: str, value: str | None) -> None:

@@ -24,6 +24,7 @@ def init_llm_settings(app: Flask) -> None:
         request_timeout=float(config["LLM_REQUEST_TIMEOUT"]),
         connect_timeout=float(config["LLM_CONNECT_TIMEOUT"]),
         max_retries=int(config["LLM_MAX_RETRIES"]),
+        block_private_addresses=bool(config["BLOCK_PRIVATE_URLS"]),
     )
 
 
