@@ -15,8 +15,10 @@ from webapp.errors import register_errorhandlers
 from webapp.extensions import csrf, db, limiter, migrate
 from webapp.http_headers import init_http_headers
 from webapp.logging_filters import install_log_scrubbing
+from webapp.routing import IdConverter
 from webapp.security import init_security
 from webapp.services.stream_slots import init_stream_slots
+from webapp.templating import register_template_filters
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,10 +36,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     app.config.update(app_config.build(app.instance_path, config))
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.url_map.converters["id"] = IdConverter
     register_extensions(app)
     register_blueprints(app)
     register_commands(app)
     register_errorhandlers(app)
+    register_template_filters(app)
     init_http_headers(app)
     init_stream_slots(app)
     app.after_request(_vary_on_htmx)
