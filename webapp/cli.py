@@ -12,6 +12,7 @@ from werkzeug.serving import run_simple
 from seeds import seed_llm
 from webapp.extensions import db
 from webapp.models import LLMModel
+from webapp.models.llm import DEFAULT_PRESET_KEY
 from webapp.services import Result, check_model_connection, run_chat, stream_chat
 from webapp.services.keys import KeyRotationError, rotate_encryption_key
 from webapp.services.users import create_user
@@ -100,7 +101,12 @@ def _print_stats(value: dict[str, object]) -> None:
 
 @click.command("chat")
 @click.option("--model", "model_key", required=True, help="The model's key.")
-@click.option("--preset", "preset_key", default=None, help="A preset key (default: 'default').")
+@click.option(
+    "--preset",
+    "preset_key",
+    default=None,
+    help=f"A preset key (default: the model's '{DEFAULT_PRESET_KEY}' preset, if any).",
+)
 @click.option("--system", default=None, help="A system prompt.")
 @click.argument("message")
 @with_appcontext

@@ -56,14 +56,7 @@ def new() -> ResponseReturnValue:
 
 @bp.post("/")
 def create() -> ResponseReturnValue:
-    form = ModelForm()
-    model = save_form(
-        form, partial(llm_models.model_errors, None), partial(llm_models.save_model, None)
-    )
-    if model is None:
-        return _render_form(None, form, 422)
-    flash(f"Created model {model.name}.", "success")
-    return redirect_for_htmx(url_for("models.index", provider=model.llm_provider_id))
+    return _save(None)
 
 
 @bp.get("/<id:model_id>/edit")
@@ -74,14 +67,18 @@ def edit(model_id: int) -> ResponseReturnValue:
 
 @bp.post("/<id:model_id>")
 def update(model_id: int) -> ResponseReturnValue:
-    model = db.get_or_404(LLMModel, model_id)
+    return _save(db.get_or_404(LLMModel, model_id))
+
+
+def _save(model: LLMModel | None) -> ResponseReturnValue:
+    """Create (model None) or update from the posted form; the form again on errors."""
     form = ModelForm(model)
     saved = save_form(
         form, partial(llm_models.model_errors, model), partial(llm_models.save_model, model)
     )
     if saved is None:
         return _render_form(model, form, 422)
-    flash(f"Saved model {saved.name}.", "success")
+    flash(f"{'Saved' if model else 'Created'} model {saved.name}.", "success")
     return redirect_for_htmx(url_for("models.index", provider=saved.llm_provider_id))
 
 

@@ -40,17 +40,7 @@ def new(model_id: int) -> ResponseReturnValue:
 
 @bp.post("/")
 def create(model_id: int) -> ResponseReturnValue:
-    model = db.get_or_404(LLMModel, model_id)
-    form = PresetForm()
-    preset = save_form(
-        form,
-        partial(presets.preset_errors, model, None),
-        partial(presets.save_preset, model, None),
-    )
-    if preset is None:
-        return _render_form(model, None, form, 422)
-    flash(f"Created preset {preset.name}.", "success")
-    return redirect_for_htmx(url_for("presets.index", model_id=model.id))
+    return _save(db.get_or_404(LLMModel, model_id), None)
 
 
 @bp.get("/<id:preset_id>/edit")
@@ -63,7 +53,11 @@ def edit(model_id: int, preset_id: int) -> ResponseReturnValue:
 @bp.post("/<id:preset_id>")
 def update(model_id: int, preset_id: int) -> ResponseReturnValue:
     model = db.get_or_404(LLMModel, model_id)
-    preset = _preset_or_404(model, preset_id)
+    return _save(model, _preset_or_404(model, preset_id))
+
+
+def _save(model: LLMModel, preset: LLMPreset | None) -> ResponseReturnValue:
+    """Create (preset None) or update from the posted form; the form again on errors."""
     form = PresetForm(preset)
     saved = save_form(
         form,
@@ -72,7 +66,7 @@ def update(model_id: int, preset_id: int) -> ResponseReturnValue:
     )
     if saved is None:
         return _render_form(model, preset, form, 422)
-    flash(f"Saved preset {saved.name}.", "success")
+    flash(f"{'Saved' if preset else 'Created'} preset {saved.name}.", "success")
     return redirect_for_htmx(url_for("presets.index", model_id=model.id))
 
 

@@ -35,14 +35,7 @@ def new() -> ResponseReturnValue:
 
 @bp.post("/")
 def create() -> ResponseReturnValue:
-    form = ProviderForm()
-    provider = save_form(
-        form, partial(providers.provider_errors, None), partial(providers.save_provider, None)
-    )
-    if provider is None:
-        return _render_form(None, form, 422)
-    flash(f"Created provider {provider.name}.", "success")
-    return redirect_for_htmx(url_for("providers.index"))
+    return _save(None)
 
 
 @bp.get("/<id:provider_id>/edit")
@@ -53,7 +46,11 @@ def edit(provider_id: int) -> ResponseReturnValue:
 
 @bp.post("/<id:provider_id>")
 def update(provider_id: int) -> ResponseReturnValue:
-    provider = db.get_or_404(LLMProvider, provider_id)
+    return _save(db.get_or_404(LLMProvider, provider_id))
+
+
+def _save(provider: LLMProvider | None) -> ResponseReturnValue:
+    """Create (provider None) or update from the posted form; the form again on errors."""
     form = ProviderForm(provider)
     saved = save_form(
         form,
@@ -62,7 +59,7 @@ def update(provider_id: int) -> ResponseReturnValue:
     )
     if saved is None:
         return _render_form(provider, form, 422)
-    flash(f"Saved provider {saved.name}.", "success")
+    flash(f"{'Saved' if provider else 'Created'} provider {saved.name}.", "success")
     return redirect_for_htmx(url_for("providers.index"))
 
 
