@@ -13,6 +13,7 @@ from webapp.forms import ModelForm, ModelListQuery, save_form
 from webapp.htmx import is_htmx_fragment_request, redirect_for_htmx
 from webapp.models import LLMModel
 from webapp.services import llm_models
+from webapp.services.presets import presets_of
 from webapp.services.providers import provider_choices
 
 bp = Blueprint("models", __name__, url_prefix="/models")
@@ -31,7 +32,8 @@ def _wants_table_only() -> bool:
 
 
 def _render_form(model: LLMModel | None, form: ModelForm, status: int = 200) -> ResponseReturnValue:
-    return render_template("models/form.html", model=model, form=form), status
+    presets = presets_of(model.id) if model else []
+    return render_template("models/form.html", model=model, form=form, presets=presets), status
 
 
 @bp.get("/")
