@@ -152,6 +152,15 @@ def test_is_storable(text: str, storable: bool) -> None:
     assert is_storable(text) is storable
 
 
+def test_sign_in_with_unstorable_text_is_a_wrong_sign_in(
+    app: Flask, client: FlaskClient, admin: Any
+) -> None:
+    app.config["WTF_CSRF_ENABLED"] = False
+    response = client.post("/login", data={"email": "admin\x00@example.com", "password": "x"})
+    assert response.status_code == 401
+    assert "Wrong email or password" in response.get_data(as_text=True)
+
+
 def test_text_fields_refuse_unstorable_text(app: Flask) -> None:
     form = posted(app, RenameForm, {"title": "a\x00b"})
     assert form.title.errors == [UNSTORABLE_MESSAGE]

@@ -17,7 +17,7 @@ from webapp.services.clients import provider_secrets
 from webapp.services.providers import quick_client
 
 MAX_IMPORT_IDS = 5000
-MAX_MODEL_ID_LENGTH = 300
+MAX_MODEL_ID_LENGTH: int = LLMModel.__table__.c.model.type.length
 
 
 @dataclass(frozen=True)
