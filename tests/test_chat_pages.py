@@ -25,6 +25,7 @@ from webapp.models.types import utcnow
 from webapp.services import conversations as chats
 from webapp.services import replies, run_chat
 from webapp.services.chat import preview_prompt_budget
+from webapp.services.presets import default_preset_of
 
 HX = {"HX-Request": "true"}
 
@@ -174,7 +175,7 @@ def test_a_reply_remembers_its_model_and_preset_and_outlives_their_deletion(
 ) -> None:
     conversation_id = new_conversation(member_client, model, "Who are you?")
     reply = messages_of(conversation_id)[1]
-    preset_id = model.default_preset().id
+    preset_id = default_preset_of(model.id).id
     assert (reply.llm_model_id, reply.llm_preset_id) == (model.id, preset_id)
     reply.status, reply.content = "complete", "Acme here."
     _db.session.commit()
@@ -301,16 +302,25 @@ def test_a_request_body_over_the_limit_is_refused_without_a_500(
     assert response.status_code == 413
 
 
-def test_nul_characters_are_stored_as_replacement_characters(
+def test_nul_characters_are_refused_next_to_the_field_with_the_text_kept(
     member_client: FlaskClient, model: LLMModel
 ) -> None:
-    # PostgreSQL refuses NUL in text; nothing a user sends may turn into a 500.
-    conversation_id = new_conversation(member_client, model, "a\x00b")
+    # PostgreSQL refuses NUL in text: the one rule for user text is a field error, never a
+    # 500 and never a silent change of what was typed.
+    conversation_id = new_conversation(member_client, model)
+    sent = member_client.post(
+        f"/c/{conversation_id}/messages", data=form(model, "a\x00b", system_prompt="s\x00")
+    )
+    assert sent.status_code == 422
+    page = text_of(sent.get_data(as_text=True))
+    assert "The message must not contain NUL" in page
+    assert "The system prompt must not contain NUL" in page
+    assert len(messages_of(conversation_id)) == 2
 
-    assert messages_of(conversation_id)[0].content == "a\ufffdb"
-    response = member_client.post(f"/c/{conversation_id}/rename", data={"title": "x\x00y"})
-    assert response.status_code == 303
-    assert _db.session.get(Conversation, conversation_id).title == "x\ufffdy"
+    renamed = member_client.post(f"/c/{conversation_id}/rename", data={"title": "x\x00y"})
+    assert renamed.status_code == 422
+    assert "must not contain NUL" in text_of(renamed.get_data(as_text=True))
+    assert _db.session.get(Conversation, conversation_id).title == "Hello there"
 
 
 @settings(

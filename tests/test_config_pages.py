@@ -20,7 +20,7 @@ from tests.conftest import LiveServer
 from tests.factories import make_model, make_preset, make_provider
 from webapp.extensions import db
 from webapp.models import LLMModel, LLMPreset, LLMProvider
-from webapp.services import catalog
+from webapp.services import llm_models
 
 HTMX = {"HX-Request": "true"}
 TABLE = {"HX-Request": "true", "HX-Target": "models-table"}
@@ -686,7 +686,7 @@ def test_toggle_with_a_bad_value_is_400(
 
 
 def test_models_list_is_paged(admin_client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(catalog, "MODELS_PER_PAGE", 100)
+    monkeypatch.setattr(llm_models, "MODELS_PER_PAGE", 100)
     provider = make_provider()
     db.session.add_all(
         LLMModel(llm_provider=provider, model=f"m{index:03}", name=f"M{index:03}")

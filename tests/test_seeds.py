@@ -13,6 +13,7 @@ from seeds.llm import OPENROUTER_MODELS, PROVIDERS
 from tests.conftest import make_config
 from webapp import create_app
 from webapp.models import LLMModel, LLMPreset, LLMProvider
+from webapp.services.presets import default_preset_of
 
 
 def counts(db: Any) -> tuple[int, int, int]:
@@ -73,7 +74,7 @@ def test_default_presets_use_recommended_sampling(app: Flask, db: Any) -> None:
     seed_llm(db.session, app.config)
 
     def preset(model_id: str) -> LLMPreset:
-        preset = openrouter_model(db, model_id).default_preset()
+        preset = default_preset_of(openrouter_model(db, model_id).id)
         assert preset is not None and preset.name == "Default"
         return preset
 
@@ -109,7 +110,7 @@ def test_mock_model_and_preset(app: Flask, db: Any) -> None:
         "supports_streaming": True,
         "supports_parallel_tool_calls": False,
     }
-    preset = mock.default_preset()
+    preset = default_preset_of(mock.id)
     assert preset is not None and preset.llm_options_overrides == {"temperature": 0.0}
 
 
@@ -137,7 +138,7 @@ def test_seed_does_not_overwrite_user_edits(app: Flask, db: Any) -> None:
     grok = openrouter_model(db, "x-ai/grok-4.1-fast")
     grok.enabled = False
     grok.name = "My Grok"
-    grok.default_preset().llm_options_overrides = {"temperature": 0.9}
+    default_preset_of(grok.id).llm_options_overrides = {"temperature": 0.9}
     openrouter = grok.llm_provider
     openrouter.base_url = "https://proxy.example/api"
     openrouter.api_key = "sk-user-key"
@@ -146,7 +147,7 @@ def test_seed_does_not_overwrite_user_edits(app: Flask, db: Any) -> None:
     db.session.expire_all()
     grok = openrouter_model(db, "x-ai/grok-4.1-fast")
     assert (grok.enabled, grok.name) == (False, "My Grok")
-    assert grok.default_preset().llm_options_overrides == {"temperature": 0.9}
+    assert default_preset_of(grok.id).llm_options_overrides == {"temperature": 0.9}
     assert grok.llm_provider.base_url == "https://proxy.example/api"
     assert grok.llm_provider.api_key == "sk-user-key"
 

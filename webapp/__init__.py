@@ -15,10 +15,11 @@ from webapp.errors import register_errorhandlers
 from webapp.extensions import csrf, db, limiter, migrate
 from webapp.http_headers import init_http_headers
 from webapp.logging_filters import install_log_scrubbing
-from webapp.routing import register_converters
+from webapp.routing import IdConverter
 from webapp.security import init_security
 from webapp.services.llm_config import init_llm_settings
 from webapp.services.replies import init_stream_slots
+from webapp.templating import register_template_filters
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,11 +37,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     app.config.update(app_config.build(app.instance_path, config))
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
-    register_converters(app)
+    app.url_map.converters["id"] = IdConverter
     register_extensions(app)
     register_blueprints(app)
     register_commands(app)
     register_errorhandlers(app)
+    register_template_filters(app)
     init_http_headers(app)
     init_llm_settings(app)
     init_stream_slots(app)

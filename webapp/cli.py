@@ -6,13 +6,13 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 from flask_migrate import upgrade
-from sqlalchemy import select
 from werkzeug.serving import run_simple
 
 from seeds import seed_llm
 from webapp.extensions import db
 from webapp.models import LLMModel
-from webapp.services import Result, check_model_connection
+from webapp.models.llm import DEFAULT_PRESET_KEY
+from webapp.services import Result, check_model_connection, llm_models
 from webapp.services.chat import chat_events
 from webapp.services.keys import KeyRotationError, rotate_encryption_key
 from webapp.services.users import create_user
@@ -78,7 +78,7 @@ def up_command(host: str, port: int) -> None:
 
 
 def _model_by_key(key: str) -> LLMModel:
-    model = db.session.scalars(select(LLMModel).where(LLMModel.key == key.strip().lower())).first()
+    model = llm_models.find_by_key(key)
     if model is None:
         raise click.ClickException(f"no model with key {key!r} (see the models page)")
     return model
@@ -101,7 +101,12 @@ def _print_stats(value: dict[str, object]) -> None:
 
 @click.command("chat")
 @click.option("--model", "model_key", required=True, help="The model's key.")
-@click.option("--preset", "preset_key", default=None, help="A preset key (default: 'default').")
+@click.option(
+    "--preset",
+    "preset_key",
+    default=None,
+    help=f"A preset key (default: the model's '{DEFAULT_PRESET_KEY}' preset, if any).",
+)
 @click.option("--system", default=None, help="A system prompt.")
 @click.argument("message")
 @with_appcontext

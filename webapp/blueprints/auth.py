@@ -9,6 +9,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user, logout_user
 
 from webapp.extensions import limiter
+from webapp.forms import LoginForm, SetupForm, add_errors
 from webapp.services.users import authenticate, create_user, users_exist
 
 bp = Blueprint("auth", __name__)
@@ -31,16 +32,16 @@ def login() -> ResponseReturnValue:
         return redirect(url_for("auth.setup"))
     if current_user.is_authenticated:
         return redirect(safe_next(request.args.get("next")))
-    email = request.form.get("email", "")
-    if request.method == "POST":
-        user = authenticate(email, request.form.get("password", ""))
+    form = LoginForm()
+    if form.is_submitted():
+        # Text no account can hold (NUL) is a wrong sign-in like any other.
+        user = authenticate(form.email.data, form.password.data) if form.validate() else None
         if user is not None:
             login_user(user, remember=False)
             return redirect(safe_next(request.args.get("next")), 303)
-        return render_template(
-            "auth/login.html", email=email, error="Wrong email or password."
-        ), 401
-    return render_template("auth/login.html", email=email, error=None)
+        form.form_errors.append("Wrong email or password.")
+        return render_template("auth/login.html", form=form), 401
+    return render_template("auth/login.html", form=form)
 
 
 @bp.post("/logout")
@@ -55,18 +56,18 @@ def setup() -> ResponseReturnValue:
     """Create the first admin; gone (404) as soon as any user exists."""
     if users_exist():
         abort(404)
-    errors: dict[str, list[str]] = {}
-    email = request.form.get("email", "")
-    if request.method == "POST":
+    form = SetupForm()
+    if form.validate_on_submit():
         user, errors = create_user(
-            email,
-            request.form.get("password", ""),
+            form.email.data,
+            form.password.data,
             role="admin",
-            confirmation=request.form.get("password_confirmation", ""),
+            confirmation=form.password_confirmation.data,
         )
         if user is not None:
             login_user(user)
             flash("Welcome! You are the first admin.", "success")
             return redirect(url_for("providers.index"), 303)
-    status = 422 if errors else 200
-    return render_template("auth/setup.html", email=email, errors=errors), status
+        add_errors(form, errors)
+    status = 422 if form.errors else 200
+    return render_template("auth/setup.html", form=form), status

@@ -27,27 +27,23 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
-from markupsafe import Markup, escape
+from markupsafe import escape
 
 from webapp.extensions import db
+from webapp.forms.chat import RenameForm
 from webapp.forms.composer import read_draft, row_id
 from webapp.htmx import is_htmx_fragment_request, redirect_for_htmx
 from webapp.models import ChatMessage, Conversation
 from webapp.models.validation import Errors
 from webapp.services import conversations as chats
 from webapp.services import replies
-from webapp.services.markdown import render_markdown
+from webapp.services.presets import presets_of
 
 bp = Blueprint("chat", __name__, url_prefix="/")
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 # SSE ends a line at CR, LF or CRLF; each line of a payload needs its own "data:" field.
 _SSE_LINE_BREAK = re.compile(r"\r\n|\r|\n")
-
-
-@bp.app_template_filter("markdown")
-def markdown_filter(text: str | None) -> Markup:
-    return render_markdown(text)
 
 
 def sse_frame(event: str, data: str) -> str:
@@ -105,10 +101,11 @@ def send_message(conversation_id: int) -> ResponseReturnValue:
 @bp.post("/c/<id:conversation_id>/rename")
 def rename(conversation_id: int) -> ResponseReturnValue:
     conversation = _own_conversation(conversation_id)
-    title = request.form.get("title", "")
-    errors = chats.rename_conversation(conversation, title)
-    if errors:
-        return _page(conversation, rename=(conversation.id, title, errors), status=422)
+    form = RenameForm()
+    if not form.validate():
+        typed = request.form.get("title", "")
+        return _page(conversation, rename=(conversation.id, typed, form.errors), status=422)
+    chats.rename_conversation(conversation, form.title.data)
     flash("Conversation renamed.", "success")
     return redirect_for_htmx(url_for("chat.show", conversation_id=conversation.id))
 
@@ -191,7 +188,7 @@ def presets() -> ResponseReturnValue:
     """The preset field for the model picked in the composer (default preset selected)."""
     model_id = row_id(request.args.get("llm_model_id"))
     enabled = {model.id for model in chats.enabled_models()}
-    choices = chats.model_presets(model_id if model_id in enabled else None)
+    choices = presets_of(model_id if model_id in enabled else None)
     selected = next((preset.id for preset in choices if preset.is_default), None)
     composer = chats.Composer(
         models=[], llm_model_id=model_id, presets=choices, llm_preset_id=selected

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from flask import Blueprint, abort, flash, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
+from webapp.extensions import db
+from webapp.forms import ModelForm, ModelListQuery, save_form
 from webapp.htmx import is_htmx_fragment_request, redirect_for_htmx
 from webapp.models import LLMModel
-from webapp.services import catalog
+from webapp.services import llm_models
+from webapp.services.presets import presets_of
+from webapp.services.providers import provider_choices
 
 bp = Blueprint("models", __name__, url_prefix="/models")
 
 TOGGLE_VALUES = {"1": True, "0": False}
-
-
-def _model_or_404(model_id: int) -> LLMModel:
-    model = catalog.get_record(LLMModel, model_id)
-    if model is None:
-        abort(404)
-    return model
-
-
 TABLE_ID = "models-table"
 
 
@@ -34,90 +31,89 @@ def _wants_table_only() -> bool:
     )
 
 
-def _render_form(
-    model: LLMModel | None, form: catalog.FormState, status: int = 200
-) -> ResponseReturnValue:
-    providers = catalog.provider_choices()
-    return render_template("models/form.html", model=model, form=form, providers=providers), status
+def _render_form(model: LLMModel | None, form: ModelForm, status: int = 200) -> ResponseReturnValue:
+    presets = presets_of(model.id) if model else []
+    return render_template("models/form.html", model=model, form=form, presets=presets), status
 
 
 @bp.get("/")
 def index() -> ResponseReturnValue:
-    filters = catalog.ModelFilters.from_args(request.args)
-    listing = catalog.list_models(filters)
-    table = render_template("models/_table.html", listing=listing, filters=filters)
+    query = ModelListQuery(request.args)
+    listing = llm_models.list_models(query.filters)
+    table = render_template("models/_table.html", listing=listing, filters=query)
     if _wants_table_only():
         return table
     # The page takes the table already drawn: a thousand rows written through the page's
     # blocks and layouts piece by piece would cost a third more than drawing them.
-    providers = catalog.provider_choices()
     return render_template(
-        "models/index.html", table=Markup(table), filters=filters, providers=providers
+        "models/index.html", table=Markup(table), filters=query, providers=provider_choices()
     )
 
 
 @bp.get("/new")
 def new() -> ResponseReturnValue:
-    filters = catalog.ModelFilters.from_args(request.args)
-    return _render_form(None, catalog.model_form(provider_id=filters.provider_id))
+    query = ModelListQuery(request.args)
+    return _render_form(None, ModelForm(provider_id=query.provider_id))
 
 
 @bp.post("/")
 def create() -> ResponseReturnValue:
-    result = catalog.save_model(None, request.form)
-    if not result.ok:
-        return _render_form(None, result.form, 422)
-    model = result.record
-    flash(f"Created model {model.name}.", "success")
-    return redirect_for_htmx(url_for("models.index", provider=model.llm_provider_id))
+    return _save(None)
 
 
-@bp.get("/<int:model_id>/edit")
+@bp.get("/<id:model_id>/edit")
 def edit(model_id: int) -> ResponseReturnValue:
-    model = _model_or_404(model_id)
-    return _render_form(model, catalog.model_form(model))
+    model = db.get_or_404(LLMModel, model_id)
+    return _render_form(model, ModelForm(model))
 
 
-@bp.post("/<int:model_id>")
+@bp.post("/<id:model_id>")
 def update(model_id: int) -> ResponseReturnValue:
-    model = _model_or_404(model_id)
-    result = catalog.save_model(model, request.form)
-    if not result.ok:
-        return _render_form(model, result.form, 422)
-    flash(f"Saved model {model.name}.", "success")
-    return redirect_for_htmx(url_for("models.index", provider=model.llm_provider_id))
+    return _save(db.get_or_404(LLMModel, model_id))
 
 
-@bp.post("/<int:model_id>/delete")
+def _save(model: LLMModel | None) -> ResponseReturnValue:
+    """Create (model None) or update from the posted form; the form again on errors."""
+    form = ModelForm(model)
+    saved = save_form(
+        form, partial(llm_models.model_errors, model), partial(llm_models.save_model, model)
+    )
+    if saved is None:
+        return _render_form(model, form, 422)
+    flash(f"{'Saved' if model else 'Created'} model {saved.name}.", "success")
+    return redirect_for_htmx(url_for("models.index", provider=saved.llm_provider_id))
+
+
+@bp.post("/<id:model_id>/delete")
 def delete(model_id: int) -> ResponseReturnValue:
-    model = _model_or_404(model_id)
+    model = db.get_or_404(LLMModel, model_id)
     name, provider_id = model.name, model.llm_provider_id
-    catalog.delete_record(model)
+    llm_models.delete_model(model)
     flash(f"Deleted model {name}.", "success")
     return redirect_for_htmx(url_for("models.index", provider=provider_id))
 
 
-@bp.post("/<int:model_id>/toggle")
+@bp.post("/<id:model_id>/toggle")
 def toggle(model_id: int) -> ResponseReturnValue:
     """Set enabled to the posted value ("1"/"0"); htmx gets the redrawn row."""
-    model = _model_or_404(model_id)
+    model = db.get_or_404(LLMModel, model_id)
     enabled = TOGGLE_VALUES.get(request.form.get("enabled", ""))
     if enabled is None:
         abort(400)
-    catalog.set_model_enabled(model, enabled)
+    llm_models.set_model_enabled(model, enabled)
     if is_htmx_fragment_request():
-        return render_template("models/_row.html", rows=[catalog.model_row(model.id)])
+        return render_template("models/_row.html", rows=[llm_models.model_row(model.id)])
     flash(f"{'Enabled' if enabled else 'Disabled'} {model.name}.", "success")
     return redirect_for_htmx(url_for("models.index"))
 
 
-@bp.post("/<int:model_id>/test")
+@bp.post("/<id:model_id>/test")
 def test_connection(model_id: int) -> ResponseReturnValue:
     """Run the connection test; htmx gets the result and the "last tested" cell (out of band)."""
-    model = _model_or_404(model_id)
-    result = catalog.run_connection_test(model)
+    model = db.get_or_404(LLMModel, model_id)
+    result = llm_models.run_connection_test(model)
     if is_htmx_fragment_request():
-        row = catalog.model_row(model.id)
+        row = llm_models.model_row(model.id)
         return render_template("models/_test_result.html", row=row, result=result)
     if result.success:
         flash(f"{model.name}: connection OK · {result.value['latency_ms']} ms.", "success")

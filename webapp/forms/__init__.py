@@ -1,1 +1,24 @@
-"""Forms: the HTTP edge that turns submitted fields into typed values for the services."""
+"""Forms at the HTTP edge (Flask-WTF): one class per page, reading what a request carries
+and handing the services typed values."""
+
+from webapp.forms.auth import LoginForm, SetupForm
+from webapp.forms.base import Form, RecordForm, add_errors, save_form
+from webapp.forms.chat import RenameForm
+from webapp.forms.models import ModelForm, ModelListQuery
+from webapp.forms.presets import PresetForm
+from webapp.forms.providers import ImportForm, ProviderForm
+
+__all__ = [
+    "Form",
+    "ImportForm",
+    "LoginForm",
+    "ModelForm",
+    "ModelListQuery",
+    "PresetForm",
+    "ProviderForm",
+    "RecordForm",
+    "RenameForm",
+    "SetupForm",
+    "add_errors",
+    "save_form",
+]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from webapp.routing import MAX_ID
+from webapp.models.validation import MAX_INT
 from webapp.services.conversations import Draft
 
 # No row has id 0: a field that is not a usable id becomes a choice of nothing.
@@ -29,6 +29,6 @@ def row_id(value: object) -> int | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     text = str(value).strip()
-    if text.isascii() and text.isdigit() and 0 < int(text) <= MAX_ID:
+    if text.isascii() and text.isdigit() and 0 < int(text) <= MAX_INT:
         return int(text)
     return _NO_ROW

@@ -254,9 +254,6 @@ class LLMModel(RecordMixin, db.Model):
         """The five supports_* columns as a map."""
         return {column: bool(getattr(self, column)) for column in CAPABILITY_COLUMNS}
 
-    def default_preset(self) -> LLMPreset | None:
-        return next((p for p in self.llm_presets if p.is_default), None)
-
     def _validate(self, errors: v.Errors) -> None:
         if self.llm_provider is None and self.llm_provider_id is None:
             v.add(errors, "llm_provider", "must exist")

@@ -19,6 +19,14 @@ from webapp.addresses import is_public_address
 
 Errors = dict[str, list[str]]
 
+# Ids and counters are 32-bit integer columns: nothing above this can be stored or found.
+MAX_INT = 2**31 - 1
+
+# NUL cannot be stored in PostgreSQL text, and lone surrogates cannot be encoded: the one rule
+# for user text that the database could not keep.
+UNSTORABLE_CHARACTERS = re.compile(r"[\x00\ud800-\udfff]")
+UNSTORABLE_MESSAGE = "must not contain NUL or unpaired surrogate characters"
+
 RESERVED_OPTION_KEYS = frozenset(
     {"model", "messages", "tools", "tool_choice", "response_format", "stream", "stream_options"}
 )
@@ -53,6 +61,11 @@ def strip_text(value: str | None) -> str | None:
     return value.strip() if isinstance(value, str) else value
 
 
+def is_storable(text: str) -> bool:
+    """True when every database can store `text` as it is (see UNSTORABLE_MESSAGE)."""
+    return UNSTORABLE_CHARACTERS.search(text) is None
+
+
 def check_present(errors: Errors, field: str, value: Any) -> None:
     if value is None or (isinstance(value, str) and not value.strip()):
         add(errors, field, "can't be blank")
@@ -72,7 +85,7 @@ def check_non_negative_int(errors: Errors, field: str, value: Any, *, nullable: 
         add(errors, field, "must be a whole number")
     elif value < 0:
         add(errors, field, "must be greater than or equal to 0")
-    elif value > 2**31 - 1:
+    elif value > MAX_INT:
         add(errors, field, "is too large")
 
 

@@ -17,11 +17,11 @@ from webapp.llm.results import Result
 from webapp.models import ChatMessage, Conversation, LLMModel, LLMPreset, LLMProvider
 from webapp.models.chat import DEFAULT_TITLE
 from webapp.models.types import utcnow
-from webapp.models.validation import Errors, storable
+from webapp.models.validation import UNSTORABLE_MESSAGE, Errors, is_storable
 from webapp.services.chat import preview_prompt_budget
+from webapp.services.presets import default_preset_of, presets_of
 
 TITLE_CHARS = 60
-MAX_TITLE_CHARS = 200
 MAX_CONTENT_CHARS = 100_000
 MAX_SYSTEM_PROMPT_CHARS = 20_000
 SIDEBAR_LIMIT = 200
@@ -94,16 +94,10 @@ def _has_messages(conversation_id: int) -> bool:
     return db.session.execute(query.limit(1)).first() is not None
 
 
-def rename_conversation(conversation: Conversation, title: str) -> Errors:
-    """Set the title (white space folded); returns errors per field (empty when saved)."""
-    text = " ".join(storable(title).split())
-    if not text:
-        return {"title": ["can't be blank"]}
-    if len(text) > MAX_TITLE_CHARS:
-        return {"title": [f"is too long (at most {MAX_TITLE_CHARS} characters)"]}
-    conversation.title = text
+def rename_conversation(conversation: Conversation, title: str) -> None:
+    """Give the conversation a new title (checked by the rename form)."""
+    conversation.title = title
     db.session.commit()
-    return {}
 
 
 def delete_conversation(conversation: Conversation) -> None:
@@ -135,18 +129,6 @@ def enabled_models() -> list[LLMModel]:
             .order_by(LLMProvider.name, LLMModel.name, LLMModel.id)
         )
     )
-
-
-def model_presets(llm_model_id: int | None) -> list[LLMPreset]:
-    """A model's presets, the default one first, then by name (one query)."""
-    if llm_model_id is None:
-        return []
-    presets = db.session.scalars(
-        select(LLMPreset)
-        .where(LLMPreset.llm_model_id == llm_model_id)
-        .order_by(LLMPreset.name, LLMPreset.id)
-    )
-    return sorted(presets, key=lambda preset: not preset.is_default)
 
 
 @dataclass(frozen=True)
@@ -194,7 +176,7 @@ def composer_for(
     if wanted is None and remembered is not None:
         wanted = remembered.llm_model_id
     model_id = wanted if wanted in enabled_ids else (models[0].id if models else None)
-    presets = model_presets(model_id)
+    presets = presets_of(model_id)
     preset_ids = {preset.id for preset in presets}
     preset_id = draft.llm_preset_id
     if preset_id is None and remembered is not None and remembered.llm_model_id == model_id:
@@ -240,14 +222,18 @@ def choose(draft: Draft, *, require_content: bool = True) -> tuple[TurnChoice | 
     errors: Errors = {}
     llm_model = _chosen_model(draft.llm_model_id, errors)
     preset = _chosen_preset(llm_model, draft.llm_preset_id, errors) if llm_model else None
-    system = storable(draft.system_prompt or "")
-    if len(system) > MAX_SYSTEM_PROMPT_CHARS:
+    system = draft.system_prompt or ""
+    if not is_storable(system):
+        errors["system_prompt"] = [f"The system prompt {UNSTORABLE_MESSAGE}."]
+    elif len(system) > MAX_SYSTEM_PROMPT_CHARS:
         errors["system_prompt"] = [
             f"The system prompt is too long ({len(system)} characters; "
             f"at most {MAX_SYSTEM_PROMPT_CHARS})."
         ]
-    content = storable(draft.content)
-    if require_content and not content.strip():
+    content = draft.content
+    if not is_storable(content):
+        errors["content"] = [f"The message {UNSTORABLE_MESSAGE}."]
+    elif require_content and not content.strip():
         errors["content"] = ["Type a message first."]
     elif len(content) > MAX_CONTENT_CHARS:
         errors["content"] = [
@@ -287,7 +273,7 @@ def add_turn(conversation: Conversation, choice: TurnChoice) -> tuple[ChatMessag
 
     The first message also names a conversation that still has the default title.
     """
-    preset = choice.preset or choice.llm_model.default_preset()
+    preset = choice.preset or default_preset_of(choice.llm_model.id)
     user_message = ChatMessage(
         conversation_id=conversation.id, role="user", content=choice.content, status="complete"
     )

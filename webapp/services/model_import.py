@@ -1,0 +1,103 @@
+"""Importing models from a provider's /models endpoint: list what it serves, add the chosen."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from webapp.extensions import db
+from webapp.llm.errors import describe_upstream_error
+from webapp.models import LLMModel, LLMProvider
+from webapp.models.validation import is_storable
+from webapp.services.llm_config import provider_spec
+from webapp.services.providers import quick_client
+
+MAX_IMPORT_IDS = 5000
+MAX_MODEL_ID_LENGTH: int = LLMModel.__table__.c.model.type.length
+
+
+@dataclass(frozen=True)
+class ImportCandidate:
+    model_id: str
+    exists: bool
+
+
+@dataclass
+class ImportListing:
+    """What the provider lists, each id marked new or already added; or why it failed."""
+
+    candidates: list[ImportCandidate] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def new_count(self) -> int:
+        return sum(not candidate.exists for candidate in self.candidates)
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    added: list[str]
+    skipped: list[str]
+
+
+def _clean_model_ids(ids: Iterable[Any]) -> tuple[list[str], list[str]]:
+    """Usable model ids (stripped, deduplicated, in order) and the ones that are not."""
+    usable: list[str] = []
+    rejected: list[str] = []
+    seen: set[str] = set()
+    for raw in ids:
+        model_id = raw.strip() if isinstance(raw, str) else ""
+        if not model_id or len(model_id) > MAX_MODEL_ID_LENGTH or not is_storable(model_id):
+            rejected.append(str(raw)[:80])
+        elif model_id not in seen:
+            seen.add(model_id)
+            usable.append(model_id)
+    return usable, rejected
+
+
+def _existing_model_ids(provider: LLMProvider) -> set[str]:
+    query = select(LLMModel.model).where(LLMModel.llm_provider_id == provider.id)
+    return set(db.session.scalars(query))
+
+
+def fetch_import_listing(provider: LLMProvider) -> ImportListing:
+    """Ask the provider's /models endpoint what it serves (short timeouts, no retries)."""
+    try:
+        page = quick_client(provider).models.list()
+        data = getattr(page, "data", None)
+        if not isinstance(data, list):
+            return ImportListing(error="the provider answered, but not with a list of models")
+        ids, _ = _clean_model_ids(getattr(item, "id", None) for item in data)
+    except Exception as error:  # the edge: any failure is shown, not raised
+        return ImportListing(error=describe_upstream_error(error, provider_spec(provider).secrets))
+    existing = _existing_model_ids(provider)
+    candidates = [ImportCandidate(model_id, model_id in existing) for model_id in sorted(ids)]
+    return ImportListing(candidates[:MAX_IMPORT_IDS])
+
+
+def import_models(provider: LLMProvider, model_ids: Iterable[str]) -> ImportOutcome:
+    """Create the given models, disabled, named after their id, in one transaction.
+
+    Create-only: ids the provider already has (also ones added meanwhile by someone else) are
+    skipped, never changed; ids that cannot be model ids are skipped too.
+    """
+    wanted, rejected = _clean_model_ids(list(model_ids)[:MAX_IMPORT_IDS])
+    for _attempt in range(3):
+        existing = _existing_model_ids(provider)
+        added = [model_id for model_id in wanted if model_id not in existing]
+        skipped = [model_id for model_id in wanted if model_id in existing] + rejected
+        db.session.add_all(
+            LLMModel(llm_provider=provider, model=model_id, name=model_id, enabled=False)
+            for model_id in added
+        )
+        try:
+            db.session.commit()
+            return ImportOutcome(added, skipped)
+        except IntegrityError:
+            # Someone imported some of the same ids meanwhile: look again, skip those.
+            db.session.rollback()
+    return ImportOutcome([], wanted + rejected)

@@ -1,0 +1,49 @@
+"""Writing configuration rows: validate without side effects, save or delete in one commit."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from webapp.extensions import db
+from webapp.models import LLMModel, LLMPreset, LLMProvider
+from webapp.models.validation import Errors
+
+Record = TypeVar("Record", LLMProvider, LLMModel, LLMPreset)
+
+
+def validation_errors_for(
+    model: type[Record], record: Record | None, attributes: Mapping[str, Any]
+) -> Errors:
+    """What `model` would say about a row with these attributes, changing nothing.
+
+    The values go into a transient copy (same id, so uniqueness checks skip the row itself)
+    that never joins the session. Relations are given by id, never by object: an object
+    would pull the copy into the session through its back-reference.
+    """
+    probe = model(**attributes)
+    probe.id = record.id if record is not None else None
+    return probe.validation_errors()
+
+
+def save(record: Record, attributes: Mapping[str, Any]) -> Record:
+    """Assign, validate (the flush hook), commit; on any failure roll back and re-raise.
+
+    Raises `ValidationError` (field → messages) or the database's `IntegrityError`.
+    """
+    try:
+        with db.session.no_autoflush:
+            for name, value in attributes.items():
+                setattr(record, name, value)
+        db.session.add(record)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return record
+
+
+def delete(record: LLMProvider | LLMModel | LLMPreset) -> None:
+    """Delete a row; the database cascades to its models and presets."""
+    db.session.delete(record)
+    db.session.commit()
