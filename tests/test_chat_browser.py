@@ -14,15 +14,15 @@ import pytest
 from flask import Flask
 from playwright.sync_api import Page, expect
 
-from tests.conftest import LiveServer
-from tests.test_chat_stream import (
+from tests.support.app import LiveServer
+from tests.support.chat_http import (
     LONG_PROMPT,
     mock_model,
     mock_provider,
-    mock_reply_pattern,
     stream_outcomes,
     wait_for_status,
 )
+from tests.support.mock_api import mock_reply_pattern
 from webapp.extensions import db as _db
 from webapp.models import ChatMessage
 from webapp.services import conversations as chats

@@ -18,9 +18,11 @@ import pytest
 from flask import Flask
 from playwright.sync_api import ConsoleMessage, Page, Response, expect
 
-from tests.conftest import ADMIN_EMAIL, PASSWORD, LiveServer
-from tests.factories import make_model
-from tests.test_chat_stream import mock_model, mock_provider, mock_reply_pattern
+from tests.support.app import LiveServer
+from tests.support.chat_http import mock_model, mock_provider
+from tests.support.factories import make_model
+from tests.support.mock_api import mock_reply_pattern
+from tests.support.users import ADMIN_EMAIL, PASSWORD
 from webapp.extensions import db as _db
 from webapp.http_headers import CONTENT_SECURITY_POLICY
 from webapp.models import LLMModel, LLMPreset

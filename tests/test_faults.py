@@ -20,22 +20,22 @@ import pytest
 from flask import Flask
 from playwright.sync_api import Page, expect
 
-from tests.conftest import ADMIN_EMAIL, LiveServer
-from tests.test_chat_stream import (
+from tests.support.app import LiveServer
+from tests.support.chat_http import (
     LONG_PROMPT,
     PROMPT,
     Frame,
-    closed_port_url,
     deltas_text,
     end_html,
     mock_model,
     mock_provider,
     read_frames,
     send,
-    signed_in_client,
     stream_outcomes,
     wait_for_status,
 )
+from tests.support.net import closed_port_url
+from tests.support.users import ADMIN_EMAIL, signed_in_client
 from webapp.services import conversations as chats
 
 PIECE = 18  # the mock's largest content delta

@@ -22,6 +22,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.waiting import wait_for
 from webapp import create_app
 from webapp.blueprints.mock_llm import MockLLMRecord
 from webapp.services.mock_replies import (
@@ -466,15 +467,16 @@ def sse_payloads(raw: bytes) -> list[str]:
     return [frame.removeprefix("data: ") for frame in frames]
 
 
-def outcome_of(record: MockLLMRecord, completion_id: str, within: float = 2.0) -> str | None:
+def outcome_of(record: MockLLMRecord, completion_id: str, within: float = 10.0) -> str | None:
     """Poll the mock's record: a disconnect shows up only when the server next writes."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        for outcome in record.outcomes():
-            if outcome.completion_id == completion_id:
-                return outcome.outcome
-        time.sleep(0.02)
-    return None
+
+    def outcome() -> str | None:
+        for recorded in record.outcomes():
+            if recorded.completion_id == completion_id:
+                return recorded.outcome
+        return None
+
+    return wait_for(outcome, timeout=within)
 
 
 @pytest.fixture

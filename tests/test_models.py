@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
 
-from tests.factories import make_model, make_preset, make_provider
+from tests.support.factories import make_model, make_preset, make_provider
 from webapp.models import LLMModel, LLMPreset, LLMProvider, ValidationError
 
 

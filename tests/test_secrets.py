@@ -27,16 +27,10 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select, text
 from werkzeug.serving import make_server
 
-from tests.conftest import ADMIN_EMAIL, LiveServer
-from tests.factories import make_model, make_provider
-from tests.test_chat_stream import (
-    csrf_token,
-    deltas_text,
-    end_html,
-    read_frames,
-    signed_in_client,
-    wait_for_status,
-)
+from tests.support.app import LiveServer
+from tests.support.chat_http import deltas_text, end_html, read_frames, wait_for_status
+from tests.support.factories import make_model, make_provider
+from tests.support.users import ADMIN_EMAIL, csrf_token, signed_in_client
 from webapp.extensions import db as _db
 from webapp.logging_filters import remember_secrets, scrub_log_text
 from webapp.models import LLMProvider
