@@ -19,6 +19,8 @@ def make_config(database_url: str, instance_path: str, **extra: Any) -> dict[str
         "SECRET_KEY": "test-secret-key",
         "MODELDESK_ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
         "INSTANCE_PATH": instance_path,
+        # One pbkdf2 round instead of scrypt: hashing was a quarter of the suite's time.
+        "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1",
         **extra,
     }
 
