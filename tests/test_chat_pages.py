@@ -1,7 +1,7 @@
 """The chat pages through the Flask test client: empty states, sending and its validation,
 ownership, rename / delete, the composer's memory, the budget meter, message fragments.
 
-Streaming itself is over real HTTP in test_chat_stream.py.
+Streaming itself is over real HTTP in test_chat_stream_http.py.
 """
 
 from __future__ import annotations
