@@ -915,7 +915,7 @@ class TestUpstreamFailures:
     def test_slow_first_byte_times_out(self, app: Flask, live_server: Any) -> None:
         # Its own server: the mock sleeps on after the client gave up.
         app.config["LLM_REQUEST_TIMEOUT"] = 0.3
-        model = faulty_model(live_server.url, "delay=1.5")
+        model = faulty_model(live_server.url, "delay=10")
 
         started = time.monotonic()
         result = run_chat(model, user_text="hi")
@@ -927,7 +927,8 @@ class TestUpstreamFailures:
         for failed in (result, streamed):
             assert failed.code == "LLM_REQUEST_FAILED"
             assert "timeout" in failed.errors[0]
-        assert elapsed < 1.5
+        # Two calls of ~0.3 s each; waiting out the mock's delay would take 10 s.
+        assert elapsed < 6.0
 
     def test_stream_cut_midway_keeps_the_partial_content(
         self, app: Flask, mock_api: MockAPI

@@ -32,6 +32,7 @@ from webapp.services import Result, StreamEvent, stream_chat
 MOCK_PREFIX = "/mock_llm/v1"
 FAULT = "X-Mock-Fault"
 TAG = r" \[#[0-9a-f]{8}\]"
+PIECE = 18  # the mock's largest streamed content delta, in characters
 LONG_PROMPT = "The quick brown fox jumps over the lazy dog. " * 5
 API_KEY_SECRET = "sk-test-SECRET-123456"
 HEADER_SECRET = "hdr-secret-987654"
@@ -58,6 +59,11 @@ def mock_model(provider: LLMProvider, **attributes: Any) -> LLMModel:
 def faulty_model(server_url: str, fault: str) -> LLMModel:
     """The mock model on a provider whose every request asks the mock for `fault`."""
     return mock_model(mock_provider(server_url, headers={FAULT: fault}))
+
+
+def user(content: Any) -> dict[str, Any]:
+    """A user message as the chat completions API takes it."""
+    return {"role": "user", "content": content}
 
 
 def mock_reply_body(prompt: str, model: str = "mock") -> str:
