@@ -136,7 +136,7 @@ def test_connection_test_failure_shows_the_error(admin_page: Page, live_server: 
 
 
 def test_import_models_from_the_mock_provider(admin_page: Page, live_server: LiveServer) -> None:
-    provider = mock_provider(live_server)
+    provider = mock_provider(live_server, name="Mock")
     page = admin_page
     page.goto(f"{live_server.url}/providers/")
     page.get_by_role("link", name="Import models into Mock").click()
