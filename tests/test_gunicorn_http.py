@@ -34,9 +34,15 @@ def wait_until_up(
     assert wait_for(up, timeout=seconds, interval=0.2), "gunicorn did not come up"
 
 
-@pytest.fixture
-def gunicorn_server(tmp_path: Path, database_url: str, _migrated: str) -> Iterator[str]:
-    """gunicorn from the project root with its own config, a 2 s worker heartbeat timeout."""
+@pytest.fixture(scope="module")
+def gunicorn_server(
+    tmp_path_factory: pytest.TempPathFactory, database_url: str, _migrated: str
+) -> Iterator[str]:
+    """gunicorn from the project root with its own config, a 2 s worker heartbeat timeout.
+
+    One per module: the tests only read from it, and it takes a few seconds to start and stop.
+    """
+    tmp_path = tmp_path_factory.mktemp("gunicorn")
     port = free_port()
     env = {
         **os.environ,
