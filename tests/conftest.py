@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+import httpx2
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
@@ -20,7 +21,14 @@ from flask_migrate import upgrade
 
 from tests.support.app import LiveServer, make_config
 from tests.support.database import drop_everything, empty_tables
-from tests.support.users import ADMIN_EMAIL, MEMBER_EMAIL, PASSWORD, browser_sign_in, sign_in
+from tests.support.users import (
+    ADMIN_EMAIL,
+    MEMBER_EMAIL,
+    PASSWORD,
+    browser_sign_in,
+    sign_in,
+    signed_in_client,
+)
 from webapp import create_app
 from webapp.extensions import db as _db
 
@@ -119,6 +127,22 @@ def member_client(app: Flask, member: Any) -> FlaskClient:
     client = app.test_client()
     sign_in(client, MEMBER_EMAIL)
     return client
+
+
+@pytest.fixture
+def admin_http(live_server: LiveServer, admin: Any) -> Iterator[httpx2.Client]:
+    """An HTTP client signed in as the admin on the live server (with CSRF, like a browser)."""
+    client = signed_in_client(live_server, ADMIN_EMAIL)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def member_http(live_server: LiveServer, member: Any) -> Iterator[httpx2.Client]:
+    """An HTTP client signed in as the member on the live server."""
+    client = signed_in_client(live_server)
+    yield client
+    client.close()
 
 
 # Browser tests: Playwright drives Debian's Chromium (no browser download).

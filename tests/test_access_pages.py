@@ -12,7 +12,7 @@ from werkzeug.routing import Rule
 
 from tests.support.factories import make_model, make_preset, make_provider
 from tests.support.routes import app_rules, concrete_path, snapshot
-from tests.support.users import ADMIN_EMAIL, PASSWORD
+from tests.support.users import ADMIN_EMAIL, sign_in
 from webapp.security import PUBLIC_ENDPOINTS
 
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
@@ -59,7 +59,7 @@ def test_state_changes_without_csrf_token_are_rejected(
 ) -> None:
     client = app.test_client()
     app.config["WTF_CSRF_ENABLED"] = False
-    client.post("/login", data={"email": ADMIN_EMAIL, "password": PASSWORD})
+    sign_in(client, ADMIN_EMAIL)
     app.config["WTF_CSRF_ENABLED"] = True
     before = snapshot(db)
     checked = 0

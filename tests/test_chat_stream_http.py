@@ -10,7 +10,6 @@ from __future__ import annotations
 import html
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx2
@@ -43,10 +42,8 @@ from webapp.models import ChatMessage
 
 
 @pytest.fixture
-def http(live_server: LiveServer, member: Any) -> Iterator[httpx2.Client]:
-    client = signed_in_client(live_server)
-    yield client
-    client.close()
+def http(member_http: httpx2.Client) -> httpx2.Client:
+    return member_http
 
 
 def test_frames_arrive_incrementally_and_the_reply_is_saved(

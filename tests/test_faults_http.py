@@ -67,10 +67,8 @@ FAULTS = {
 
 
 @pytest.fixture
-def http(live_server: LiveServer, member: Any) -> Any:
-    client = signed_in_client(live_server)
-    yield client
-    client.close()
+def http(member_http: httpx2.Client) -> httpx2.Client:
+    return member_http
 
 
 def stream_lines(client: httpx2.Client, message_id: int) -> tuple[httpx2.Response, list[str]]:

@@ -26,9 +26,9 @@ def make_config(database_url: str, instance_path: str, **extra: Any) -> dict[str
 
 
 class LiveServer:
-    """The app served by a real threaded HTTP server on a free loopback port."""
+    """The app (or any WSGI app) served by a real threaded HTTP server on a free loopback port."""
 
-    def __init__(self, app: Flask) -> None:
+    def __init__(self, app: Flask | Any) -> None:
         self.app = app
         self._server = make_server("127.0.0.1", 0, app, threaded=True)
         self.port = self._server.server_port
