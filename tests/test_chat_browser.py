@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import pytest
 from flask import Flask
 from playwright.sync_api import Page, expect
 
@@ -26,12 +25,6 @@ from tests.support.waiting import wait_for
 from webapp.extensions import db as _db
 from webapp.models import ChatMessage
 from webapp.services import conversations as chats
-
-
-@pytest.fixture(autouse=True)
-def _short_timeouts(page: Page) -> None:
-    page.set_default_timeout(7000)
-
 
 # The length of the streaming reply's text every 80 ms, until the final rendering replaces it.
 SAMPLE_REPLY_LENGTHS = """() => new Promise((resolve) => {

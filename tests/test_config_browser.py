@@ -19,12 +19,6 @@ from webapp.models import LLMModel, LLMPreset, LLMProvider
 pytestmark = pytest.mark.usefixtures("live_server")
 
 
-@pytest.fixture(autouse=True)
-def _short_timeouts(page: Page) -> None:
-    # Everything here answers in well under a second; fail fast instead of waiting 30 s.
-    page.set_default_timeout(7000)
-
-
 def test_create_provider_then_model_then_preset(admin_page: Page, live_server: LiveServer) -> None:
     page = admin_page
     page.goto(f"{live_server.url}/providers/")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import pytest
 from flask import Flask
 from playwright.sync_api import ConsoleMessage, Page, Response, expect
 
@@ -94,11 +93,6 @@ class PageWatch:
         if title is not None:
             expect(self.page).to_have_title(title)
         self.check(path)
-
-
-@pytest.fixture(autouse=True)
-def _short_timeouts(page: Page) -> None:
-    page.set_default_timeout(7000)
 
 
 def test_the_csp_holds_on_every_page_and_htmx_works_under_it(

@@ -23,12 +23,6 @@ from tests.support.chat_http import (
 from tests.support.mock_api import PIECE
 
 
-@pytest.fixture
-def _short_timeouts(page: Page) -> None:
-    page.set_default_timeout(7000)
-
-
-@pytest.mark.usefixtures("_short_timeouts")
 @pytest.mark.parametrize("leave", ["close the tab", "follow a link"])
 def test_a_browser_that_leaves_mid_reply_closes_the_upstream_within_2_seconds(
     app: Flask, live_server: LiveServer, member_page: Page, leave: str

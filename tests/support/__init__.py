@@ -1,6 +1,7 @@
 """Helpers shared by the test modules (a test module never imports another test module).
 
 - `app`: the test configuration (`make_config`) and `LiveServer`, the app on a loopback port.
+- `database`: dropping and emptying the test database.
 - `users`: the test accounts and signing in (test client, HTTP client, browser).
 - `waiting`: `wait_for`, polling a condition with a deadline instead of sleeping.
 - `net`: loopback addresses (a closed port, a free port).
