@@ -1,5 +1,7 @@
 """Fixtures: one migrated database per test session, emptied after every test.
 
+Only fixtures live here; the helpers they use are in tests/support/.
+
 The database is SQLite (a file in a temp folder, so a live server thread shares it) unless
 TEST_DATABASE_URL names another one, e.g. postgresql://postgres@127.0.0.1:5432/modeldesk_test
 (.ci/run runs the suite on both).
@@ -8,23 +10,29 @@ TEST_DATABASE_URL names another one, e.g. postgresql://postgres@127.0.0.1:5432/m
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from typing import Any
 
+import httpx2
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from flask_migrate import upgrade
-from sqlalchemy import MetaData, text
-from werkzeug.serving import make_server
 
+from tests.support.app import LiveServer, make_config
+from tests.support.database import drop_everything, empty_tables
+from tests.support.users import (
+    ADMIN_EMAIL,
+    MEMBER_EMAIL,
+    PASSWORD,
+    browser_sign_in,
+    sign_in,
+    signed_in_client,
+)
 from webapp import create_app
 from webapp.extensions import db as _db
 
-pytest_plugins = ["tests.mock_fixtures"]
-
-TEST_ENCRYPTION_KEY = "test-encryption-key-0123456789abcdef"
+pytest_plugins = ["tests.support.mock_fixtures"]
 
 
 @pytest.fixture(scope="session")
@@ -35,48 +43,15 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
 
 
-def make_config(database_url: str, instance_path: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "MODELDESK_ENV": "test",
-        "TESTING": True,
-        "SQLALCHEMY_DATABASE_URI": database_url,
-        "SECRET_KEY": "test-secret-key",
-        "MODELDESK_ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
-        "INSTANCE_PATH": instance_path,
-        **extra,
-    }
-
-
 @pytest.fixture(scope="session")
 def _migrated(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """Drop whatever a previous run left, then build the schema from the migrations."""
     app = create_app(make_config(database_url, str(tmp_path_factory.mktemp("instance"))))
     with app.app_context():
-        _drop_everything()
+        drop_everything()
         upgrade()
         _db.engine.dispose()
     return database_url
-
-
-def _drop_everything() -> None:
-    with _db.engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("DROP SCHEMA public CASCADE"))
-            connection.execute(text("CREATE SCHEMA public"))
-        else:
-            existing = MetaData()
-            existing.reflect(bind=connection)
-            existing.drop_all(bind=connection)
-
-
-def _empty_tables() -> None:
-    tables = [t.name for t in reversed(_db.metadata.sorted_tables)]
-    with _db.engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                connection.execute(text(f"DELETE FROM {table}"))
 
 
 @pytest.fixture
@@ -85,7 +60,7 @@ def app(_migrated: str, tmp_path: Any) -> Iterator[Flask]:
     with app.app_context():
         yield app
         _db.session.remove()
-        _empty_tables()
+        empty_tables()
         _db.engine.dispose()
 
 
@@ -104,27 +79,6 @@ def runner(app: Flask) -> FlaskCliRunner:
     return app.test_cli_runner()
 
 
-class LiveServer:
-    """The app served by a real threaded HTTP server on a free loopback port."""
-
-    def __init__(self, app: Flask) -> None:
-        self.app = app
-        self._server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.port = self._server.server_port
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def start(self) -> LiveServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._thread.join(timeout=5)
-
-
 @pytest.fixture
 def live_server(app: Flask, tmp_path: Any) -> Iterator[LiveServer]:
     """A second app on the same database, served over HTTP (streaming, SDK, browser tests).
@@ -139,11 +93,6 @@ def live_server(app: Flask, tmp_path: Any) -> Iterator[LiveServer]:
     server.stop()
     with served.app_context():
         _db.engine.dispose()
-
-
-ADMIN_EMAIL = "admin@example.com"
-MEMBER_EMAIL = "member@example.com"
-PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
@@ -164,12 +113,6 @@ def member(app: Flask) -> Any:
     return user
 
 
-def sign_in(client: FlaskClient, email: str) -> None:
-    """Sign a test client in through the real form (CSRF off for the test client only)."""
-    response = client.post("/login", data={"email": email, "password": PASSWORD})
-    assert response.status_code == 303, response.get_data(as_text=True)
-
-
 @pytest.fixture
 def admin_client(app: Flask, admin: Any) -> FlaskClient:
     app.config["WTF_CSRF_ENABLED"] = False
@@ -184,6 +127,22 @@ def member_client(app: Flask, member: Any) -> FlaskClient:
     client = app.test_client()
     sign_in(client, MEMBER_EMAIL)
     return client
+
+
+@pytest.fixture
+def admin_http(live_server: LiveServer, admin: Any) -> Iterator[httpx2.Client]:
+    """An HTTP client signed in as the admin on the live server (with CSRF, like a browser)."""
+    client = signed_in_client(live_server, ADMIN_EMAIL)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def member_http(live_server: LiveServer, member: Any) -> Iterator[httpx2.Client]:
+    """An HTTP client signed in as the member on the live server."""
+    client = signed_in_client(live_server)
+    yield client
+    client.close()
 
 
 # Browser tests: Playwright drives Debian's Chromium (no browser download).
@@ -213,6 +172,14 @@ def base_url() -> str | None:
     return None
 
 
+@pytest.fixture
+def page(page: Any) -> Any:
+    """pytest-playwright's page, with 7 s instead of 30 s for each action and expectation:
+    everything here answers in well under a second, so a failure shows without a long wait."""
+    page.set_default_timeout(7000)
+    return page
+
+
 # The live server comes before the page, so it is torn down after it: a page closing
 # mid-stream must still find its server.
 @pytest.fixture
@@ -226,12 +193,3 @@ def admin_page(live_server: LiveServer, admin: Any, page: Any) -> Any:
 def member_page(live_server: LiveServer, member: Any, page: Any) -> Any:
     browser_sign_in(page, live_server, MEMBER_EMAIL)
     return page
-
-
-def browser_sign_in(page: Any, live_server: LiveServer, email: str) -> None:
-    page.goto(f"{live_server.url}/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{live_server.url}/**")
-    assert "/login" not in page.url

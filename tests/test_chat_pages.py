@@ -1,7 +1,7 @@
 """The chat pages through the Flask test client: empty states, sending and its validation,
 ownership, rename / delete, the composer's memory, the budget meter, message fragments.
 
-Streaming itself is over real HTTP in test_chat_stream.py.
+Streaming itself is over real HTTP in test_chat_stream_http.py.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import event
 
-from tests.factories import make_model, make_preset, make_provider
+from tests.support.factories import make_model, make_preset, make_provider
 from webapp.extensions import db as _db
 from webapp.models import ChatMessage, Conversation, LLMModel, User
 from webapp.models.types import utcnow

@@ -6,23 +6,14 @@ wraps the server's WSGI app and records every request as it arrived, so "nothing
 "top_k reached the body" are observed, not inferred. Rules the mock cannot exercise (tools,
 response_format) use a stand-in client that captures the SDK keyword arguments.
 
-The helpers and fixtures at the top are shared with the other chat test modules.
+The shared helpers (`MockAPI`, `mock_provider`, ...) are in tests/support/mock_api.py.
 """
 
 from __future__ import annotations
 
 import enum
-import io
-import json
-import math
 import re
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -31,160 +22,39 @@ import pytest
 from flask import Flask
 from openai.types.chat import ChatCompletion
 
-from tests.conftest import LiveServer, make_config
-from tests.factories import make_model, make_preset, make_provider
-from webapp import create_app
+from tests.support.factories import make_preset
+from tests.support.mock_api import (
+    API_KEY_SECRET,
+    HEADER_SECRET,
+    LONG_PROMPT,
+    MOCK_PREFIX,
+    MockAPI,
+    WireRecorder,
+    done_result,
+    echo_credentials,
+    events_of,
+    faulty_model,
+    mock_model,
+    mock_provider,
+    mock_reply_body,
+    mock_reply_pattern,
+    mock_usage,
+    only_error,
+    stream_outcomes,
+)
+from tests.support.net import closed_port_url
 from webapp.llm.errors import describe_upstream_error
 from webapp.llm.tokenizer import load_encoding
-from webapp.mock_llm import MockLLMRecord
 from webapp.models import LLMModel, LLMProvider
-from webapp.services import Result, StreamEvent, run_chat, stream_chat
+from webapp.services import run_chat
 from webapp.services.llm_config import init_llm_settings
 
-MOCK_PREFIX = "/mock_llm/v1"
-FAULT = "X-Mock-Fault"
-TAG = r" \[#[0-9a-f]{8}\]"
-LONG_PROMPT = "The quick brown fox jumps over the lazy dog. " * 5
-API_KEY_SECRET = "sk-test-SECRET-123456"
-HEADER_SECRET = "hdr-secret-987654"
 TOOLS = [
     {
         "type": "function",
         "function": {"name": "now", "parameters": {"type": "object", "properties": {}}},
     }
 ]
-
-
-# --- shared helpers -----------------------------------------------------------------------
-
-
-def mock_provider(server_url: str, **attributes: Any) -> LLMProvider:
-    """A provider pointing at the mock API of the server at `server_url`."""
-    values = {"name": "Mock (Local)", "base_url": server_url, "api_prefix": MOCK_PREFIX}
-    return make_provider(**{**values, **attributes})
-
-
-def mock_model(provider: LLMProvider, **attributes: Any) -> LLMModel:
-    """The mock's model, enabled and streaming, as the seeds create it."""
-    values: dict[str, Any] = {
-        "model": "mock",
-        "name": "Mock",
-        "key": "mock",
-        "enabled": True,
-        "supports_streaming": True,
-    }
-    return make_model(provider, **{**values, **attributes})
-
-
-def faulty_model(server_url: str, fault: str) -> LLMModel:
-    """The mock model on a provider whose every request asks the mock for `fault`."""
-    return mock_model(mock_provider(server_url, headers={FAULT: fault}))
-
-
-def closed_port_url() -> str:
-    """A loopback URL where nothing listens: connecting is refused at once."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
-def mock_reply_body(prompt: str, model: str = "mock") -> str:
-    """The mock's default reply to `prompt`, before its random tag."""
-    return f"Mock response (model={model}): {' '.join(prompt.split())[:240]}"
-
-
-def mock_reply_pattern(prompt: str, model: str = "mock") -> str:
-    """The mock's default reply to `prompt`, as a full-match regex."""
-    return re.escape(mock_reply_body(prompt, model)) + TAG
-
-
-def mock_usage(messages: Iterable[dict[str, Any]], reply: str) -> dict[str, int]:
-    """The mock's usage arithmetic: four characters a token, rounded up."""
-    prompt_tokens = math.ceil(sum(len(m["content"]) for m in messages) / 4)
-    completion_tokens = math.ceil(len(reply) / 4)
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    }
-
-
-def stream_outcomes(record: MockLLMRecord, count: int = 1, within: float = 2.0) -> list[str]:
-    """The mock's recorded stream outcomes, once `count` are there (a disconnect shows late)."""
-    deadline = time.monotonic() + within
-    while len(record.outcomes()) < count and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return [outcome.outcome for outcome in record.outcomes()]
-
-
-@dataclass(frozen=True)
-class WireRequest:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any
-
-
-class WireRecorder:
-    """WSGI middleware: records each request (headers, decoded JSON body), then passes it on."""
-
-    def __init__(self, app: Callable[..., Any]) -> None:
-        self.app = app
-        self._requests: list[WireRequest] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-        environ["wsgi.input"] = io.BytesIO(raw)
-        headers = {
-            name[5:].replace("_", "-").lower(): value
-            for name, value in environ.items()
-            if name.startswith("HTTP_")
-        }
-        request = WireRequest(
-            environ["REQUEST_METHOD"], environ["PATH_INFO"], headers, json.loads(raw or "null")
-        )
-        with self._lock:
-            self._requests.append(request)
-        return self.app(environ, start_response)
-
-    @property
-    def requests(self) -> list[WireRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    @property
-    def bodies(self) -> list[Any]:
-        return [request.body for request in self.requests]
-
-
-@contextmanager
-def serving_mock(database_url: str, instance_path: Path) -> Iterator[LiveServer]:
-    """The app (for its mock API) on a real threaded loopback server."""
-    server = LiveServer(create_app(make_config(database_url, str(instance_path)))).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@dataclass(frozen=True)
-class MockAPI:
-    """One test's view of the shared mock server: its URL, a fresh record, a wire recorder."""
-
-    url: str
-    app: Flask
-    wire: WireRecorder
-    record: MockLLMRecord
-
-    @classmethod
-    def install(cls, server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> MockAPI:
-        wire = WireRecorder(server.app.wsgi_app)
-        record = MockLLMRecord()
-        monkeypatch.setattr(server.app, "wsgi_app", wire)
-        monkeypatch.setitem(server.app.extensions, "mock_llm", record)
-        return cls(url=server.url, app=server.app, wire=wire, record=record)
 
 
 @pytest.fixture
@@ -247,31 +117,6 @@ class WordEstimator:
 
 def words_context(estimator: WordEstimator, **estimation: Any) -> dict[str, Any]:
     return {"token_estimation": {"token_estimator": estimator, **estimation}}
-
-
-def events_of(model: LLMModel, **arguments: Any) -> list[StreamEvent]:
-    return list(stream_chat(model, **arguments))
-
-
-def only_error(events: list[StreamEvent]) -> Result:
-    """The result of the single `error` event, which must be the last event."""
-    assert [e.type for e in events].count("error") == 1
-    assert "done" not in [e.type for e in events]
-    assert events[-1].type == "error"
-    result = events[-1].result
-    assert result is not None
-    assert not result.success
-    return result
-
-
-def done_result(events: list[StreamEvent]) -> Result:
-    """The result of the single `done` event, which must be the last event."""
-    assert [e.type for e in events[:-1]] == ["delta"] * (len(events) - 1)
-    assert events[-1].type == "done"
-    result = events[-1].result
-    assert result is not None
-    assert result.success, result.errors
-    return result
 
 
 # --- presets ------------------------------------------------------------------------------
@@ -1072,7 +917,7 @@ class TestUpstreamFailures:
         # Its own server: the mock sleeps on after the client gave up.
         app.config["LLM_REQUEST_TIMEOUT"] = 0.3
         init_llm_settings(app)
-        model = faulty_model(live_server.url, "delay=1.5")
+        model = faulty_model(live_server.url, "delay=10")
 
         started = time.monotonic()
         result = run_chat(model, user_text="hi")
@@ -1084,7 +929,8 @@ class TestUpstreamFailures:
         for failed in (result, streamed):
             assert failed.code == "LLM_REQUEST_FAILED"
             assert "timeout" in failed.errors[0]
-        assert elapsed < 1.5
+        # Two calls of ~0.3 s each; waiting out the mock's delay would take 10 s.
+        assert elapsed < 6.0
 
     def test_stream_cut_midway_keeps_the_partial_content(
         self, app: Flask, mock_api: MockAPI
@@ -1122,24 +968,6 @@ class TestUpstreamFailures:
         result = run_chat(faulty_model(mock_api.url, "cut=1"), user_text="hi")
 
         assert result.success, result.errors
-
-
-def echo_credentials(received: list[dict[str, str]]) -> Callable[..., Any]:
-    """A provider that answers 401 and, like some proxies, repeats the credentials it got."""
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        credentials = {
-            "authorization": environ.get("HTTP_AUTHORIZATION", ""),
-            "x-api-key": environ.get("HTTP_X_API_KEY", ""),
-        }
-        received.append(credentials)
-        authorization, api_key = credentials["authorization"], credentials["x-api-key"]
-        message = f"rejected {authorization} with X-Api-Key {api_key}"
-        body = json.dumps({"error": {"message": message, "type": "authentication_error"}})
-        start_response("401 Unauthorized", [("Content-Type", "application/json")])
-        return [body.encode()]
-
-    return app
 
 
 class TestSecrets:

@@ -4,38 +4,19 @@ app served on a loopback port. One flow per test; elements are found by role and
 from __future__ import annotations
 
 import re
-import socket
-from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
-from tests.conftest import LiveServer
-from tests.factories import make_model, make_provider
+from tests.support.app import LiveServer
+from tests.support.chat_http import mock_provider
+from tests.support.factories import make_model, make_provider
+from tests.support.net import closed_port_url
 from webapp.extensions import db
 from webapp.models import LLMModel, LLMPreset, LLMProvider
 
 pytestmark = pytest.mark.usefixtures("live_server")
-
-
-@pytest.fixture(autouse=True)
-def _short_timeouts(page: Page) -> None:
-    # Everything here answers in well under a second; fail fast instead of waiting 30 s.
-    page.set_default_timeout(7000)
-
-
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
-def mock_provider(live_server: LiveServer, **attributes: Any) -> LLMProvider:
-    """A provider pointing at the mock OpenAI API inside the live server."""
-    values = {"name": "Mock", "base_url": live_server.url, "api_prefix": "/mock_llm/v1"}
-    return make_provider(**{**values, **attributes})
 
 
 def test_create_provider_then_model_then_preset(admin_page: Page, live_server: LiveServer) -> None:
@@ -149,7 +130,7 @@ def test_connection_test_failure_shows_the_error(admin_page: Page, live_server: 
 
 
 def test_import_models_from_the_mock_provider(admin_page: Page, live_server: LiveServer) -> None:
-    provider = mock_provider(live_server)
+    provider = mock_provider(live_server, name="Mock")
     page = admin_page
     page.goto(f"{live_server.url}/providers/")
     page.get_by_role("link", name="Import models into Mock").click()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,8 +15,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, func, select
 
-from tests.conftest import LiveServer
-from tests.factories import make_model, make_preset, make_provider
+from tests.support.app import LiveServer
+from tests.support.factories import make_model, make_preset, make_provider
+from tests.support.net import closed_port_url
 from webapp.extensions import db
 from webapp.models import LLMModel, LLMPreset, LLMProvider
 from webapp.services import llm_models
@@ -52,14 +52,6 @@ def input_value(body: str, field: str) -> str:
 
 def count(model: type) -> int:
     return db.session.scalar(select(func.count()).select_from(model))
-
-
-def closed_port_url() -> str:
-    """A loopback URL where nothing listens (connection refused at once)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 def provider_form(**overrides: Any) -> dict[str, Any]:

@@ -14,13 +14,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import pytest
 from flask import Flask
 from playwright.sync_api import ConsoleMessage, Page, Response, expect
 
-from tests.conftest import ADMIN_EMAIL, PASSWORD, LiveServer
-from tests.factories import make_model
-from tests.test_chat_stream import mock_model, mock_provider, mock_reply_pattern
+from tests.support.app import LiveServer
+from tests.support.chat_http import mock_model, mock_provider
+from tests.support.factories import make_model
+from tests.support.mock_api import mock_reply_pattern
+from tests.support.users import ADMIN_EMAIL, PASSWORD
 from webapp.extensions import db as _db
 from webapp.http_headers import CONTENT_SECURITY_POLICY
 from webapp.models import LLMModel, LLMPreset
@@ -92,11 +93,6 @@ class PageWatch:
         if title is not None:
             expect(self.page).to_have_title(title)
         self.check(path)
-
-
-@pytest.fixture(autouse=True)
-def _short_timeouts(page: Page) -> None:
-    page.set_default_timeout(7000)
 
 
 def test_the_csp_holds_on_every_page_and_htmx_works_under_it(

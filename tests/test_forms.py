@@ -13,7 +13,7 @@ from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from wtforms.validators import Optional
 
-from tests.factories import make_model, make_preset, make_provider
+from tests.support.factories import make_model, make_preset, make_provider
 from webapp.forms import ProviderForm, RenameForm, add_errors
 from webapp.forms.base import Form
 from webapp.forms.fields import JSONObjectField, WholeNumberField, parse_json_object

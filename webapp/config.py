@@ -64,6 +64,7 @@ def from_environment() -> dict[str, Any]:
         "OPENROUTER_HTTP_REFERER": "OPENROUTER_HTTP_REFERER",
         "OPENROUTER_X_TITLE": "OPENROUTER_X_TITLE",
         "RATELIMIT_STORAGE_URI": "RATELIMIT_STORAGE_URI",
+        "MODELDESK_PASSWORD_HASH_METHOD": "PASSWORD_HASH_METHOD",
     }
     for variable, key in passthrough.items():
         value = os.environ.get(variable, "").strip()
@@ -104,6 +105,8 @@ def defaults(env: str, instance_path: str) -> dict[str, Any]:
         "BLOCK_PRIVATE_URLS": False,
         "MAX_CONCURRENT_STREAMS": 32,
         "DB_POOL_SIZE": 10,
+        # werkzeug's default; the test configuration picks a cheap one.
+        "PASSWORD_HASH_METHOD": "scrypt",
     }
 
 

@@ -1,6 +1,6 @@
 """What the mock OpenAI-compatible API answers: pure functions, no Flask.
 
-The blueprint `webapp.blueprints.mock_llm` turns these into HTTP; tests call them directly.
+The views (`webapp.mock_llm.views`) turn these into HTTP; tests call them directly.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from flask import current_app, has_app_context
 from flask_login import UserMixin
 from sqlalchemy import CheckConstraint, String
 from sqlalchemy.orm import Mapped, mapped_column, validates
@@ -14,6 +15,7 @@ from webapp.models import validation as v
 from webapp.models.llm import RecordMixin, _taken
 
 ROLES = ("admin", "member")
+DEFAULT_PASSWORD_HASH_METHOD = "scrypt"  # werkzeug's default
 MIN_PASSWORD_LENGTH = 8
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
@@ -38,7 +40,10 @@ class User(UserMixin, RecordMixin, db.Model):
         return self.role == "admin"
 
     def set_password(self, password: str) -> None:
-        self.password_hash = generate_password_hash(password)
+        method = DEFAULT_PASSWORD_HASH_METHOD
+        if has_app_context():
+            method = current_app.config.get("PASSWORD_HASH_METHOD") or method
+        self.password_hash = generate_password_hash(password, method=method)
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)

@@ -13,6 +13,7 @@ import pytest
 
 from webapp import create_app
 from webapp.config import ConfigError, normalize_database_url
+from webapp.models import User
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,6 +58,20 @@ def test_environment_variables_are_read(clean_env: pytest.MonkeyPatch, tmp_path:
     assert app.config["MOCK_LLM_STREAM_DELAY"] == 0.5
     assert app.config["MOCK_LLM_BASE_URL"] == "http://127.0.0.1:9999"
     assert app.config["SECRET_KEY"] == "s"
+
+
+def test_passwords_are_hashed_with_the_configured_method(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert create_app({"INSTANCE_PATH": str(tmp_path)}).config["PASSWORD_HASH_METHOD"] == "scrypt"
+    clean_env.setenv("MODELDESK_PASSWORD_HASH_METHOD", "pbkdf2:sha256:1")
+    app = create_app({"INSTANCE_PATH": str(tmp_path)})
+    with app.app_context():
+        user = User(email="a@example.com", role="member", password_hash="")
+        user.set_password("correct horse battery")
+        assert user.password_hash.startswith("pbkdf2:sha256:1$")
+        assert user.check_password("correct horse battery")
+        assert not user.check_password("wrong horse battery")
 
 
 def test_test_environment_has_no_stream_delay(

@@ -9,7 +9,7 @@ from flask import Flask, request
 from flask.testing import FlaskClient
 
 from seeds import seed_llm
-from tests.conftest import make_config
+from tests.support.app import make_config
 from webapp import create_app
 from webapp.models import LLMProvider
 from webapp.models.validation import is_private_target

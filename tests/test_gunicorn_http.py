@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -14,33 +13,36 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from tests.support.net import free_port
+from tests.support.waiting import wait_for
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until_up(
     url: str, process: subprocess.Popen[bytes], log: Path, seconds: float = 30
 ) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+
+    def up() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"gunicorn exited: {log.read_text()}")
         try:
-            if httpx2.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
+            return httpx2.get(f"{url}/healthz", timeout=1).status_code == 200
         except httpx2.TransportError:
-            time.sleep(0.2)
-    raise AssertionError("gunicorn did not come up")
+            return False
+
+    assert wait_for(up, timeout=seconds, interval=0.2), "gunicorn did not come up"
 
 
-@pytest.fixture
-def gunicorn_server(tmp_path: Path, database_url: str, _migrated: str) -> Iterator[str]:
-    """gunicorn from the project root with its own config, a 2 s worker heartbeat timeout."""
+@pytest.fixture(scope="module")
+def gunicorn_server(
+    tmp_path_factory: pytest.TempPathFactory, database_url: str, _migrated: str
+) -> Iterator[str]:
+    """gunicorn from the project root with its own config, a 2 s worker heartbeat timeout.
+
+    One per module: the tests only read from it, and it takes a few seconds to start and stop.
+    """
+    tmp_path = tmp_path_factory.mktemp("gunicorn")
     port = free_port()
     env = {
         **os.environ,

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import ADMIN_EMAIL, PASSWORD, sign_in
+from tests.support.users import ADMIN_EMAIL, PASSWORD, sign_in
 from webapp.models import User
 
 

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.routing import Rule
 
-from tests.factories import make_model, make_preset, make_provider
-from tests.test_routes import app_rules, concrete_path, snapshot
+from tests.support.factories import make_model, make_preset, make_provider
+from tests.support.routes import app_rules, concrete_path, snapshot
 
 NASTY_TEXT = [
     "",

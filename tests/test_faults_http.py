@@ -2,8 +2,8 @@
 
 Every way a provider can fail — refused, silent past the read timeout, 429, 500, a stream cut
 mid-way, an in-band error — ends the reply stream with exactly one `end` frame that says what
-happened in words, and the transcript keeps what arrived. A browser that goes away mid-reply
-makes the upstream request close; a provider that hangs holds up nobody else's pages.
+happened in words, and the transcript keeps what arrived. A provider that hangs holds up nobody
+else's pages. A browser that goes away mid-reply is in test_faults_browser.py.
 """
 
 from __future__ import annotations
@@ -18,28 +18,27 @@ from typing import Any
 import httpx2
 import pytest
 from flask import Flask
-from playwright.sync_api import Page, expect
 
-from tests.conftest import ADMIN_EMAIL, LiveServer
-from tests.test_chat_stream import (
-    LONG_PROMPT,
+from tests.support.app import LiveServer
+from tests.support.chat_http import (
     PROMPT,
     Frame,
-    closed_port_url,
     deltas_text,
     end_html,
     mock_model,
     mock_provider,
     read_frames,
     send,
-    signed_in_client,
     stream_outcomes,
     wait_for_status,
 )
+from tests.support.mock_api import PIECE, WireRecorder
+from tests.support.net import closed_port_url
+from tests.support.users import ADMIN_EMAIL, signed_in_client
+from tests.support.waiting import wait_for
 from webapp.services import conversations as chats
 from webapp.services.llm_config import init_llm_settings
 
-PIECE = 18  # the mock's largest content delta
 READ_TIMEOUT = 1.0  # the client's read timeout for the slow-first-byte case
 
 
@@ -54,7 +53,7 @@ class Fault:
 FAULTS = {
     "refused": Fault(None, "error", "the connection to the provider failed", []),
     "slow first byte": Fault(
-        "delay=3", "error", "the provider did not answer in time (timeout)", []
+        "delay=20", "error", "the provider did not answer in time (timeout)", []
     ),
     "429": Fault("status=429", "error", "the provider answered HTTP 429", []),
     "500": Fault("status=500", "error", "the provider answered HTTP 500", []),
@@ -69,10 +68,8 @@ FAULTS = {
 
 
 @pytest.fixture
-def http(live_server: LiveServer, member: Any) -> Any:
-    client = signed_in_client(live_server)
-    yield client
-    client.close()
+def http(member_http: httpx2.Client) -> httpx2.Client:
+    return member_http
 
 
 def stream_lines(client: httpx2.Client, message_id: int) -> tuple[httpx2.Response, list[str]]:
@@ -119,8 +116,9 @@ def test_an_upstream_failure_ends_the_stream_once_with_a_readable_error(
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     frames, final = single_end_frame(lines)
-    # Settled by the fault itself (or the 1 s read timeout), never by waiting out the mock.
-    assert took < READ_TIMEOUT + 1.5
+    # Settled by the fault itself (or the 1 s read timeout), never by waiting out the mock's
+    # 20 s: a bound ten times the read timeout, for a loaded machine.
+    assert took < 10 * READ_TIMEOUT
     received = deltas_text(frames)
     text = readable(final)
     assert f"The provider request failed: {fault.reason}" in text, text
@@ -141,58 +139,7 @@ def test_an_upstream_failure_ends_the_stream_once_with_a_readable_error(
         assert received == ""
     # A reload shows the very same message.
     assert http.get(f"/messages/{message_id}").text.strip() == final.strip()
-    assert stream_outcomes(live_server, count=len(fault.mock_outcome), within=1) == (
-        fault.mock_outcome
-    )
-
-
-# --- a browser that goes away -------------------------------------------------------------
-
-
-@pytest.fixture
-def _short_timeouts(page: Page) -> None:
-    page.set_default_timeout(7000)
-
-
-@pytest.mark.usefixtures("_short_timeouts")
-@pytest.mark.parametrize("leave", ["close the tab", "follow a link"])
-def test_a_browser_that_leaves_mid_reply_closes_the_upstream_within_2_seconds(
-    app: Flask, live_server: LiveServer, member_page: Page, leave: str
-) -> None:
-    mock_model(mock_provider(live_server, "chunk_delay=0.2"))
-    page = member_page
-    page.goto(f"{live_server.url}/")
-    box = page.get_by_role("textbox", name="Message")
-    box.fill(LONG_PROMPT)
-    box.press("Enter")
-    growing = page.locator("#transcript .message.live .reply-text")
-    expect(growing).to_have_text(re.compile(rf".{{{2 * PIECE},}}"), timeout=5000)
-    live = page.locator("#transcript .message.live")
-    message_id = int((live.get_attribute("id") or "").removeprefix("message-"))
-    shown = growing.inner_text()
-
-    left = time.monotonic()
-    if leave == "close the tab":
-        page.close()
-    else:
-        # A boosted link: htmx swaps the page body, which must close the EventSource.
-        page.get_by_role("link", name="ModelDesk", exact=True).click()
-    outcomes = stream_outcomes(live_server, within=2.0)
-    waited = time.monotonic() - left
-
-    assert outcomes == ["disconnected"], outcomes
-    assert waited < 2.0
-    message = wait_for_status(message_id, {"stopped"})
-    assert message.status == "stopped"
-    assert message.content.startswith(shown)
-    full = f"Mock response (model=mock): {' '.join(LONG_PROMPT.split())}"
-    assert len(shown) <= len(message.content) < len(full)
-    assert full.startswith(message.content)
-    if leave == "follow a link":
-        # The page it went to shows the same reply, settled as stopped.
-        reply = page.locator(f"#message-{message_id}")
-        expect(reply.locator(".badge", has_text="Stopped")).to_be_visible()
-        expect(reply).to_contain_text(message.content)
+    assert stream_outcomes(live_server, count=len(fault.mock_outcome)) == fault.mock_outcome
 
 
 # --- a provider that hangs ----------------------------------------------------------------
@@ -214,7 +161,12 @@ def other_clients(live_server: LiveServer, admin: Any, member: Any) -> Any:
 
 
 def test_a_hanging_provider_holds_up_no_other_page(
-    app: Flask, live_server: LiveServer, http: httpx2.Client, admin: Any, other_clients: Any
+    app: Flask,
+    live_server: LiveServer,
+    http: httpx2.Client,
+    admin: Any,
+    other_clients: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """While one reply waits on a provider that says nothing, every other page answers at
     once. The mock would stay silent for 20 s; a 3 s read timeout ends the wait before the
@@ -238,11 +190,14 @@ def test_a_hanging_provider_holds_up_no_other_page(
     def wait_for_the_reply() -> None:
         outcome["lines"] = stream_lines(http, message_id)[1]
 
+    wire = WireRecorder(live_server.app.wsgi_app)
+    monkeypatch.setattr(live_server.app, "wsgi_app", wire)
     hanging = threading.Thread(target=wait_for_the_reply, daemon=True)
     hanging.start()
     try:
         assert wait_for_status(message_id, {"streaming"}).status == "streaming"
-        time.sleep(0.2)  # the provider call is made, and is waiting
+        # The provider call is made, and is waiting.
+        assert wait_for(lambda: any(r.path.endswith("/chat/completions") for r in wire.requests))
         timings = {}
         for who, path in pages:
             started = time.monotonic()

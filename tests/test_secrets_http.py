@@ -15,7 +15,6 @@ import json
 import logging
 import re
 import sys
-import threading
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from typing import Any
@@ -25,18 +24,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select, text
-from werkzeug.serving import make_server
 
-from tests.conftest import ADMIN_EMAIL, LiveServer
-from tests.factories import make_model, make_provider
-from tests.test_chat_stream import (
-    csrf_token,
-    deltas_text,
-    end_html,
-    read_frames,
-    signed_in_client,
-    wait_for_status,
-)
+from tests.support.app import LiveServer
+from tests.support.chat_http import deltas_text, end_html, read_frames, wait_for_status
+from tests.support.factories import make_model, make_provider
+from tests.support.users import csrf_token
 from webapp.extensions import db as _db
 from webapp.llm.secrets import remember_secrets
 from webapp.llm.secrets import scrub_known as scrub_log_text
@@ -90,14 +82,9 @@ def careless_upstream(environ: dict[str, Any], start_response: Any) -> list[byte
 
 @pytest.fixture
 def upstream() -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, careless_upstream, threaded=True)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=5)
+    server = LiveServer(careless_upstream).start()
+    yield server.url
+    server.stop()
 
 
 class _Collector(logging.Handler):
@@ -206,20 +193,6 @@ def stream_reply(client: httpx2.Client, model_id: int, prompt: str) -> tuple[int
     final = visible_text(end_html(frames))
     assert "The provider request failed" in final and "HTTP 401" in final, final
     return message_id, raw, response_text(conversation)
-
-
-@pytest.fixture
-def admin_http(live_server: LiveServer, admin: Any) -> Iterator[httpx2.Client]:
-    client = signed_in_client(live_server, ADMIN_EMAIL)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def member_http(live_server: LiveServer, member: Any) -> Iterator[httpx2.Client]:
-    client = signed_in_client(live_server)
-    yield client
-    client.close()
 
 
 @pytest.mark.parametrize("headers", CONFIGURATIONS.values(), ids=CONFIGURATIONS.keys())

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from seeds import seed_llm
 from seeds.llm import OPENROUTER_MODELS, PROVIDERS
-from tests.conftest import make_config
+from tests.support.app import make_config
 from webapp import create_app
 from webapp.models import LLMModel, LLMPreset, LLMProvider
 from webapp.services.presets import default_preset_of

@@ -10,16 +10,16 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from tests.test_chat_service import (
+from tests.support.mock_api import (
     API_KEY_SECRET,
     FAULT,
     HEADER_SECRET,
     MockAPI,
-    closed_port_url,
     echo_credentials,
     mock_model,
     mock_provider,
 )
+from tests.support.net import closed_port_url
 from webapp.models import LLMModel
 from webapp.services import check_model_connection
 

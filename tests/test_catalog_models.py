@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
 
-from tests.factories import make_model, make_preset, make_provider
+from tests.support.factories import make_model, make_preset, make_provider
 from webapp.models import LLMModel, LLMPreset, LLMProvider, ValidationError
 
 
@@ -146,6 +146,8 @@ class TestModel:
         provider = make_provider()
         make_model(provider, model="a")
         make_model(provider, model="b")
+        stored = db.session.scalars(select(LLMModel.key).order_by(LLMModel.model)).all()
+        assert stored == [None, None]
 
     def test_model_is_unique_per_provider_only(self, db: Any) -> None:
         provider = make_provider()
@@ -153,6 +155,9 @@ class TestModel:
         clash = LLMModel(llm_provider_id=provider.id, model="same", name="Again")
         assert "model" in clash.validation_errors()
         make_model(make_provider(name="Other"), model="same")
+        same = db.session.scalars(select(LLMModel).where(LLMModel.model == "same")).all()
+        assert len(same) == 2
+        assert len({model.llm_provider_id for model in same}) == 2
 
     @pytest.mark.parametrize("field", ["model", "name"])
     def test_model_and_name_required(self, db: Any, field: str) -> None:
@@ -205,11 +210,16 @@ class TestPreset:
         clash = LLMPreset(llm_model_id=first.id, key="FAST", name="Again")
         assert "key" in clash.validation_errors()
         make_preset(make_model(provider, model="b"), key="fast")
+        fast = db.session.scalars(select(LLMPreset).where(LLMPreset.key == "fast")).all()
+        assert len(fast) == 2
+        assert len({preset.llm_model_id for preset in fast}) == 2
 
     def test_many_presets_without_key(self, db: Any) -> None:
         model = make_model(make_provider())
         make_preset(model, key=None, name="One")
         make_preset(model, key="", name="Two")
+        stored = db.session.execute(select(LLMPreset.name, LLMPreset.key).order_by(LLMPreset.name))
+        assert stored.all() == [("One", None), ("Two", None)]
 
     def test_reserved_override_keys_rejected(self, db: Any) -> None:
         preset = LLMPreset(

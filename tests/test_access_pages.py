@@ -10,25 +10,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.routing import Rule
 
-from tests.conftest import ADMIN_EMAIL, PASSWORD
-from tests.factories import make_model, make_preset, make_provider
-from webapp.security import PUBLIC_BLUEPRINTS, PUBLIC_ENDPOINTS
+from tests.support.factories import make_model, make_preset, make_provider
+from tests.support.routes import app_rules, concrete_path, snapshot
+from tests.support.users import ADMIN_EMAIL, sign_in
+from webapp.security import PUBLIC_ENDPOINTS
 
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
-
-
-def app_rules(app: Flask) -> list[Rule]:
-    return [
-        rule
-        for rule in app.url_map.iter_rules()
-        if rule.endpoint != "static" and rule.endpoint.split(".")[0] not in PUBLIC_BLUEPRINTS
-    ]
-
-
-def concrete_path(rule: Rule, ids: dict[str, int]) -> str:
-    """The rule's path with every variable filled from real rows (1 when there is none)."""
-    values = {name: ids.get(name, 1) for name in rule.arguments}
-    return rule.build(values, append_unknown=False)[1]
 
 
 @pytest.fixture
@@ -72,7 +59,7 @@ def test_state_changes_without_csrf_token_are_rejected(
 ) -> None:
     client = app.test_client()
     app.config["WTF_CSRF_ENABLED"] = False
-    client.post("/login", data={"email": ADMIN_EMAIL, "password": PASSWORD})
+    sign_in(client, ADMIN_EMAIL)
     app.config["WTF_CSRF_ENABLED"] = True
     before = snapshot(db)
     checked = 0
@@ -91,10 +78,3 @@ def test_state_changes_without_csrf_token_are_rejected(
     assert response.status_code == 400
     assert snapshot(db) == before
     assert checked >= 5
-
-
-def snapshot(db: Any) -> list[tuple[Any, ...]]:
-    rows = []
-    for table in db.metadata.sorted_tables:
-        rows += [(table.name, *row) for row in db.session.execute(table.select()).all()]
-    return sorted(rows, key=repr)

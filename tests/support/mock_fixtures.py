@@ -1,4 +1,4 @@
-"""Fixtures for the service tests: one mock server per test module, a fresh view per test.
+"""Fixtures for the service-level tests: one mock server per test module, a fresh view per test.
 
 Loaded as a pytest plugin from conftest.py so the service, streaming, connection and CLI
 tests share them instead of each defining the same two fixtures.
@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import LiveServer
-from tests.test_chat_service import MockAPI, serving_mock
+from tests.support.app import LiveServer
+from tests.support.mock_api import MockAPI, serving_mock
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import pytest
 from flask import Flask
 from sqlalchemy import select, text
 
-from tests.conftest import TEST_ENCRYPTION_KEY
-from tests.factories import make_provider
+from tests.support.app import TEST_ENCRYPTION_KEY
+from tests.support.factories import make_provider
 from webapp.models import UNREADABLE, LLMProvider
 from webapp.services.keys import KeyRotationError, rotate_encryption_key
 

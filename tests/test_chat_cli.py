@@ -9,16 +9,16 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskCliRunner
 
-from tests.factories import make_preset
-from tests.test_chat_service import (
+from tests.support.factories import make_preset
+from tests.support.mock_api import (
     FAULT,
     LONG_PROMPT,
     MockAPI,
-    closed_port_url,
     mock_model,
     mock_provider,
     mock_reply_pattern,
 )
+from tests.support.net import closed_port_url
 from webapp.models import LLMModel
 
 
