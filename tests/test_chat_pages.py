@@ -816,6 +816,7 @@ def test_a_failure_on_our_side_mid_stream_still_ends_and_saves(
     app: Flask, member_client: FlaskClient, model: LLMModel
 ) -> None:
     from webapp.blueprints.chat import _frames
+    from webapp.llm.run import ChatStream
     from webapp.services import StreamEvent
 
     conversation_id = new_conversation(member_client, model)
@@ -828,7 +829,10 @@ def test_a_failure_on_our_side_mid_stream_still_ends_and_saves(
         raise RuntimeError("boom")
 
     with app.test_request_context():
-        frames = list(_frames(replies.ReplyStream(events(), recorder, on_close=lambda: None)))
+        reply = replies.ReplyStream(
+            ChatStream(events()), recorder, replies.ReplyLimits(), on_close=lambda: None
+        )
+        frames = list(_frames(reply))
 
     assert frames[0].startswith(":")
     assert frames[1] == "event: delta\ndata: partial &lt;text&gt;\n\n"

@@ -18,7 +18,7 @@ from webapp.logging_filters import install_log_scrubbing
 from webapp.routing import IdConverter
 from webapp.security import init_security
 from webapp.services.llm_config import init_llm_settings
-from webapp.services.replies import init_stream_slots
+from webapp.services.replies import init_replies
 from webapp.templating import register_template_filters
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_template_filters(app)
     init_http_headers(app)
     init_llm_settings(app)
-    init_stream_slots(app)
+    init_replies(app)
     app.after_request(_vary_on_htmx)
     return app
 

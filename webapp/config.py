@@ -46,6 +46,9 @@ def _env_int(name: str) -> int:
 INTEGER_SETTINGS = {
     "MODELDESK_TRUSTED_PROXIES": "TRUSTED_PROXY_COUNT",
     "MODELDESK_MAX_STREAMS": "MAX_CONCURRENT_STREAMS",
+    "MODELDESK_MAX_STREAMS_PER_USER": "MAX_STREAMS_PER_USER",
+    "MODELDESK_MAX_REPLY_SECONDS": "MAX_REPLY_SECONDS",
+    "MODELDESK_MAX_REPLY_CHARS": "MAX_REPLY_CHARS",
     "MODELDESK_DB_POOL_SIZE": "DB_POOL_SIZE",
 }
 
@@ -104,6 +107,11 @@ def defaults(env: str, instance_path: str) -> dict[str, Any]:
         "TRUSTED_PROXY_COUNT": 0,
         "BLOCK_PRIVATE_URLS": False,
         "MAX_CONCURRENT_STREAMS": 32,
+        "MAX_STREAMS_PER_USER": 3,
+        "MAX_REPLY_SECONDS": 600,
+        "MAX_REPLY_CHARS": 200_000,
+        # While a provider is silent, an SSE comment this often notices a browser that left.
+        "REPLY_HEARTBEAT_SECONDS": 1.0,
         "DB_POOL_SIZE": 10,
         # werkzeug's default; the test configuration picks a cheap one.
         "PASSWORD_HASH_METHOD": "scrypt",

@@ -246,7 +246,7 @@ def stream_message(message_id: int) -> ResponseReturnValue:
     reconnecting, a second tab) gets 204, which tells EventSource not to retry.
     """
     message = _own_message(message_id)
-    reply = replies.open_reply(message, replies.stream_slots())
+    reply = replies.open_reply(message, current_user.id)
     if reply is None:
         return "", 204
     response = Response(
@@ -265,5 +265,9 @@ def _frames(reply: replies.ReplyStream | replies.EndedReply) -> Iterator[str]:
     for event in reply:
         if isinstance(event, replies.ReplyDelta):
             yield sse_frame("delta", str(escape(event.text)))
+        elif isinstance(event, replies.ReplyHeartbeat):
+            # An SSE comment: the browser ignores it; a write to a browser that left fails,
+            # which closes this stream (and cancels the provider call) within a beat or two.
+            yield ": keep-alive\n\n"
         else:
             yield sse_frame("end", render_template("chat/_message.html", message=event.message))

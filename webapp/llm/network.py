@@ -1,4 +1,5 @@
-"""The HTTP client under every provider call: no redirects, and optionally no private hosts.
+"""The HTTP client under every provider call: no redirects, optionally no private hosts,
+and a way for another thread to cut a call that is waiting on a silent provider.
 
 An OpenAI-compatible API has no reason to redirect, and following one would carry the
 provider's key and headers to whatever host it names (past the private-address block,
@@ -9,13 +10,21 @@ With the private-address block on, the check happens where the connection is mad
 name is resolved once, every address it resolves to must be public, and the socket then
 connects to exactly the address that was checked — so DNS rebinding, or a name that
 resolves inward after the provider was saved, is refused too.
+
+A thread blocked reading a provider's socket cannot be interrupted by closing the response
+from another thread; shutting the socket down can. `Cancellation` collects the sockets of
+the calls made while it is `active` (opened by our backend, or reused from the pool and
+found on the response), and `cancel()` shuts them down.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 from typing import Any
+from urllib.request import getproxies
 
 import httpcore2
 import httpx2
@@ -29,8 +38,61 @@ class PrivateAddressError(httpcore2.ConnectError):
     """The provider's host resolves to an address this server does not connect to."""
 
 
-class PublicOnlyBackend(SyncBackend):
-    """httpcore's socket backend, connecting only to public addresses."""
+class Cancellation:
+    """The sockets of one provider call, so another thread can cut it short."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self.cancelled = False
+
+    def add(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            cut_now = self.cancelled
+        if cut_now:
+            _shut(sock)
+
+    def add_response(self, response: httpx2.Response) -> None:
+        """The socket a response arrives on (a pooled connection never passes the backend)."""
+        stream = response.extensions.get("network_stream")
+        self.add(stream.get_extra_info("socket") if stream is not None else None)
+
+    def cancel(self) -> None:
+        """Stop the call: a read blocked on any of its sockets ends with an error at once."""
+        with self._lock:
+            self.cancelled = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[Cancellation]:
+        """Collect the sockets this thread opens for provider calls while inside."""
+        previous = getattr(_calls, "current", None)
+        _calls.current = self
+        try:
+            yield self
+        finally:
+            _calls.current = previous
+
+
+_calls = threading.local()
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class ProviderBackend(SyncBackend):
+    """httpcore's socket backend: resolves once, connects only to public addresses when
+    asked, and hands each socket to the thread's active `Cancellation`."""
+
+    def __init__(self, *, public_only: bool) -> None:
+        self.public_only = public_only
 
     def connect_tcp(
         self,
@@ -42,7 +104,7 @@ class PublicOnlyBackend(SyncBackend):
     ) -> httpcore2.NetworkStream:
         addresses = _resolve(host, port)
         private = [address for address in addresses if not is_public_address(address)]
-        if private:
+        if self.public_only and private:
             raise PrivateAddressError(
                 f"{host} resolves to {private[0]}, a private or loopback address, "
                 "which this server does not connect to (MODELDESK_BLOCK_PRIVATE_URLS)"
@@ -50,9 +112,14 @@ class PublicOnlyBackend(SyncBackend):
         error: Exception | None = None
         for address in addresses:
             try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+                stream = super().connect_tcp(address, port, timeout, local_address, socket_options)
             except httpcore2.ConnectError as failed:
                 error = failed
+                continue
+            cancellation = getattr(_calls, "current", None)
+            if cancellation is not None:
+                cancellation.add(stream.get_extra_info("socket"))
+            return stream
         raise error or httpcore2.ConnectError(f"{host} has no address")
 
 
@@ -64,11 +131,11 @@ def _resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-class _PublicOnlyTransport(httpx2.HTTPTransport):
-    """httpx's transport with the public-only backend under its connection pool."""
+class _ProviderTransport(httpx2.HTTPTransport):
+    """httpx's transport with our backend under its connection pool."""
 
-    def __init__(self, limits: httpx2.Limits, **kwargs: Any) -> None:
-        super().__init__(limits=limits, **kwargs)
+    def __init__(self, limits: httpx2.Limits, *, public_only: bool) -> None:
+        super().__init__(limits=limits)
         # httpx builds its pool without a way to pass a network backend: rebuild it the
         # same way, with ours (httpx2 2.x keeps the pool in `_pool`).
         self._pool = httpcore2.ConnectionPool(
@@ -76,16 +143,21 @@ class _PublicOnlyTransport(httpx2.HTTPTransport):
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
-            network_backend=PublicOnlyBackend(),
+            network_backend=ProviderBackend(public_only=public_only),
         )
 
 
 def http_client(timeout: openai.Timeout, *, block_private_addresses: bool) -> httpx2.Client:
     """The SDK's default HTTP client, never following redirects; public hosts only when
-    `block_private_addresses`."""
-    transport = (
-        _PublicOnlyTransport(limits=openai.DEFAULT_CONNECTION_LIMITS)
-        if block_private_addresses
-        else None
+    `block_private_addresses`.
+
+    Behind an HTTP proxy from the environment (HTTPS_PROXY …) the proxy is kept unless the
+    block is on (an address cannot be checked through a proxy): a call is then cancelled
+    through the response's socket, once the provider has started answering.
+    """
+    if getproxies() and not block_private_addresses:
+        return openai.DefaultHttpxClient(timeout=timeout, follow_redirects=False)
+    transport = _ProviderTransport(
+        openai.DEFAULT_CONNECTION_LIMITS, public_only=block_private_addresses
     )
     return openai.DefaultHttpxClient(timeout=timeout, follow_redirects=False, transport=transport)

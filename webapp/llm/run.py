@@ -17,6 +17,7 @@ from openai.resources.chat.completions import Completions
 
 from webapp.llm import results as codes
 from webapp.llm.errors import describe_upstream_error
+from webapp.llm.network import Cancellation
 from webapp.llm.prepare import PreparedChat, prepare_chat
 from webapp.llm.results import Result
 from webapp.llm.secrets import StreamScrubber, mask_secrets
@@ -50,6 +51,38 @@ class StreamEvent:
     type: Literal["delta", "done", "error"]
     content: str = ""
     result: Result | None = None
+
+
+class ChatStream:
+    """The events of one reply. Iterate it in one thread; `close()` there when the consumer
+    goes away (it closes the upstream response); `cancel()` from any other thread cuts the
+    provider call short, even while the provider is silent — the iteration then ends with
+    an `error` event."""
+
+    def __init__(
+        self, events: Iterator[StreamEvent], cancellation: Cancellation | None = None
+    ) -> None:
+        self._events = events
+        self.cancellation = cancellation or Cancellation()
+
+    @classmethod
+    def failed(cls, result: Result) -> ChatStream:
+        """A reply that ended before anything was sent."""
+        return cls(iter([StreamEvent("error", result=result)]))
+
+    def __iter__(self) -> ChatStream:
+        return self
+
+    def __next__(self) -> StreamEvent:
+        return next(self._events)
+
+    def close(self) -> None:
+        close = getattr(self._events, "close", None)
+        if close is not None:
+            close()
+
+    def cancel(self) -> None:
+        self.cancellation.cancel()
 
 
 def _sdk_arguments(request: Mapping[str, Any]) -> dict[str, Any]:
@@ -86,11 +119,12 @@ def _success_value(prepared: PreparedChat, content: str, **details: Any) -> dict
     }
 
 
-def send_chat(prepared: PreparedChat) -> Result:
+def send_chat(prepared: PreparedChat, cancellation: Cancellation | None = None) -> Result:
     """Send a prepared, non-streaming request; LLM_REQUEST_FAILED on any upstream failure."""
     start = time.perf_counter()
     try:
-        response = prepared.client.chat.completions.create(**_sdk_arguments(prepared.request))
+        with (cancellation or Cancellation()).active():
+            response = prepared.client.chat.completions.create(**_sdk_arguments(prepared.request))
         choice = response.choices[0]
         # A provider that echoes what it was sent must not hand its key to the reader.
         content = mask_secrets(choice.message.content or "", prepared.secrets)
@@ -114,7 +148,9 @@ def _request_failed(prepared: PreparedChat, error: BaseException, **value: Any) 
     return Result.failure(codes.LLM_REQUEST_FAILED, message, **value)
 
 
-def stream_prepared(prepared: PreparedChat) -> Iterator[StreamEvent]:
+def stream_prepared(
+    prepared: PreparedChat, cancellation: Cancellation | None = None
+) -> Iterator[StreamEvent]:
     """Deltas, then one `done` or `error` event. Closing the generator closes the upstream.
 
     The provider's secrets are masked in the text, even one split across two chunks (the
@@ -126,8 +162,12 @@ def stream_prepared(prepared: PreparedChat) -> Iterator[StreamEvent]:
     usage: Any = None
     finish_reason: str | None = None
     scrubber = StreamScrubber(prepared.secrets)
+    cancellation = cancellation or Cancellation()
     try:
-        with prepared.client.chat.completions.create(**_sdk_arguments(prepared.request)) as chunks:
+        with cancellation.active():
+            opened = prepared.client.chat.completions.create(**_sdk_arguments(prepared.request))
+        cancellation.add_response(opened.response)
+        with opened as chunks:
             for chunk in chunks:
                 usage = chunk.usage or usage
                 for choice in chunk.choices:
@@ -192,28 +232,30 @@ def run_chat(llm_model: ModelSpec, **arguments: Any) -> Result:
     return send_chat(prepared)
 
 
-def stream_chat(llm_model: ModelSpec, **arguments: Any) -> Iterator[StreamEvent]:
-    """Like run_chat, streamed. Every check happens now, at the call; the returned iterator
+def stream_chat(llm_model: ModelSpec, **arguments: Any) -> ChatStream:
+    """Like run_chat, streamed. Every check happens now, at the call; the returned stream
     then only talks to the provider (safe inside a response body)."""
     prepared = prepare_chat(llm_model, **arguments, stream=True)
     if isinstance(prepared, Result):
-        return iter([StreamEvent("error", result=prepared)])
-    return stream_prepared(prepared)
+        return ChatStream.failed(prepared)
+    cancellation = Cancellation()
+    return ChatStream(stream_prepared(prepared, cancellation), cancellation)
 
 
-def chat_events(llm_model: ModelSpec, **arguments: Any) -> Iterator[StreamEvent]:
+def chat_events(llm_model: ModelSpec, **arguments: Any) -> ChatStream:
     """stream_chat for a model that streams; otherwise one ordinary request whose whole
     reply arrives as a single delta — so every model can be used where replies stream."""
     if llm_model.supports_streaming:
         return stream_chat(llm_model, **arguments)
     prepared = prepare_chat(llm_model, **arguments, stream=False)
     if isinstance(prepared, Result):
-        return iter([StreamEvent("error", result=prepared)])
-    return _whole_reply(prepared)
+        return ChatStream.failed(prepared)
+    cancellation = Cancellation()
+    return ChatStream(_whole_reply(prepared, cancellation), cancellation)
 
 
-def _whole_reply(prepared: PreparedChat) -> Iterator[StreamEvent]:
-    result = send_chat(prepared)
+def _whole_reply(prepared: PreparedChat, cancellation: Cancellation) -> Iterator[StreamEvent]:
+    result = send_chat(prepared, cancellation)
     if not result.success:
         yield StreamEvent("error", result=result)
         return

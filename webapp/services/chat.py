@@ -15,7 +15,7 @@ from webapp.extensions import db
 from webapp.llm import prepare, run
 from webapp.llm import results as codes
 from webapp.llm.results import Result
-from webapp.llm.run import StreamEvent
+from webapp.llm.run import ChatStream, StreamEvent
 from webapp.llm.specs import ModelSpec, PresetSpec
 from webapp.models import LLMModel, LLMPreset
 from webapp.models.types import utcnow
@@ -96,28 +96,27 @@ def run_chat(llm_model: LLMModel, **arguments: Unpack[ChatArguments]) -> Result:
     return call.rows(run.run_chat(call.spec, **call.arguments))
 
 
-def stream_chat(llm_model: LLMModel, **arguments: Unpack[ChatArguments]) -> Iterator[StreamEvent]:
+def stream_chat(llm_model: LLMModel, **arguments: Unpack[ChatArguments]) -> ChatStream:
     """Like run_chat, streamed: every check and database read happens now, at the call;
     the returned iterator then only talks to the provider (safe inside a response body)."""
     return _events(run.stream_chat, llm_model, arguments)
 
 
-def chat_events(llm_model: LLMModel, **arguments: Unpack[ChatArguments]) -> Iterator[StreamEvent]:
+def chat_events(llm_model: LLMModel, **arguments: Unpack[ChatArguments]) -> ChatStream:
     """stream_chat for a model that streams; otherwise its whole reply as one delta."""
     return _events(run.chat_events, llm_model, arguments)
 
 
-def _events(
-    engine_call: Any, llm_model: LLMModel, arguments: ChatArguments
-) -> Iterator[StreamEvent]:
+def _events(engine_call: Any, llm_model: LLMModel, arguments: ChatArguments) -> ChatStream:
     invalid = _invalid_model_or_preset(llm_model, arguments)
     if invalid is not None:
-        return iter([StreamEvent("error", result=invalid)])
+        return ChatStream.failed(invalid)
     call = _Call(llm_model, arguments, with_client=True)
-    return _with_rows(engine_call(call.spec, **call.arguments), call)
+    events = engine_call(call.spec, **call.arguments)
+    return ChatStream(_with_rows(events, call), events.cancellation)
 
 
-def _with_rows(events: Iterator[StreamEvent], call: _Call) -> Iterator[StreamEvent]:
+def _with_rows(events: ChatStream, call: _Call) -> Iterator[StreamEvent]:
     # A generator of its own, so closing it closes the engine's (and the upstream).
     try:
         for event in events:
@@ -125,9 +124,7 @@ def _with_rows(events: Iterator[StreamEvent], call: _Call) -> Iterator[StreamEve
                 event = StreamEvent(event.type, event.content, call.rows(event.result))
             yield event
     finally:
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()
+        events.close()
 
 
 def preview_prompt_budget(llm_model: LLMModel, **arguments: Unpack[ChatArguments]) -> Result:

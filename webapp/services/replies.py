@@ -7,13 +7,22 @@ reconnecting browser never runs the model twice), reads everything the model cal
 and hands back a `ReplyStream` of events — text deltas, then one `ReplyEnd` with the saved
 message. A `ReplyRecorder` writes the outcome through its own short sessions (complete,
 error, incomplete, stopped), so the reply is saved whatever happens to the request.
+
+The provider is read on a thread of its own (`_Pump`): the response thread waits for
+events with a timeout, so while the provider is silent it sends a heartbeat (which is how a
+browser that left is noticed) and enforces the reply's time limit; a stop cancels the
+provider call at once (`ChatStream.cancel`), even mid-silence. A database that is away when
+the reply ends does not cost the reader the reply: the end is shown from memory and saved
+when the database answers again (bounded retries).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,12 +30,13 @@ from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import Engine, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from webapp.extensions import db
 from webapp.llm import results as codes
 from webapp.llm.results import Result
-from webapp.llm.run import StreamEvent
+from webapp.llm.run import ChatStream, StreamEvent
 from webapp.models import ChatMessage, LLMModel
 from webapp.models.types import utcnow
 from webapp.models.validation import storable
@@ -36,7 +46,14 @@ from webapp.services.conversations import turns_before
 log = logging.getLogger(__name__)
 
 CHECKPOINT_SECONDS = 1.0
+# Saving an outcome while the database is away: tries, and the wait before each retry.
+SAVE_ATTEMPTS = 30
+SAVE_RETRY_SECONDS = 2.0
 BUSY_TEXT = "ModelDesk is busy: too many replies are streaming right now. Try again in a moment."
+USER_BUSY_TEXT = (
+    "you already have {limit} replies being written; wait for one to finish (or stop it) "
+    "and send again"
+)
 ENDED_EARLY_TEXT = "the reply ended before it was complete"
 SERVER_ERROR_TEXT = "the reply stopped because of an error on the server"
 INTERRUPTED_TEXT = "the reply was interrupted"
@@ -64,12 +81,48 @@ class StreamSlots:
         self._free.release()
 
 
-def init_stream_slots(app: Flask) -> None:
-    app.extensions["stream_slots"] = StreamSlots(max(1, int(app.config["MAX_CONCURRENT_STREAMS"])))
+class UserStreams:
+    """How many replies each user has streaming in this process, capped per user, so one
+    person's tabs cannot take every stream slot."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: Counter[int] = Counter()
+        self._lock = threading.Lock()
+
+    def try_acquire(self, user_id: int) -> bool:
+        with self._lock:
+            if self._open[user_id] >= self.limit:
+                return False
+            self._open[user_id] += 1
+            return True
+
+    def release(self, user_id: int) -> None:
+        with self._lock:
+            self._open[user_id] -= 1
+            if self._open[user_id] <= 0:
+                del self._open[user_id]
 
 
-def stream_slots() -> StreamSlots:
-    return current_app.extensions["stream_slots"]
+@dataclass(frozen=True)
+class ReplyLimits:
+    """How long and how large one reply may grow, and how often a silent one is pinged."""
+
+    max_seconds: float = 600.0
+    max_chars: int = 200_000
+    heartbeat_seconds: float = 1.0
+
+
+def init_replies(app: Flask) -> None:
+    """The per-process stream caps and the reply limits, from the configuration."""
+    config = app.config
+    app.extensions["stream_slots"] = StreamSlots(max(1, int(config["MAX_CONCURRENT_STREAMS"])))
+    app.extensions["user_streams"] = UserStreams(max(1, int(config["MAX_STREAMS_PER_USER"])))
+    app.extensions["reply_limits"] = ReplyLimits(
+        max_seconds=float(config["MAX_REPLY_SECONDS"]),
+        max_chars=int(config["MAX_REPLY_CHARS"]),
+        heartbeat_seconds=float(config["REPLY_HEARTBEAT_SECONDS"]),
+    )
 
 
 # --- pending-state transitions -------------------------------------------------------------
@@ -92,9 +145,9 @@ def claim(message_id: int) -> bool:
     return _leave_pending(message_id, "streaming")
 
 
-def refuse_busy(message_id: int) -> bool:
-    """pending → error BUSY: the process is at its stream limit."""
-    return _leave_pending(message_id, "error", error_code=codes.BUSY, error_text=BUSY_TEXT)
+def refuse_busy(message_id: int, reason: str = BUSY_TEXT) -> bool:
+    """pending → error BUSY: the process, or the user, is at its stream limit."""
+    return _leave_pending(message_id, "error", error_code=codes.BUSY, error_text=reason)
 
 
 def cancel_pending(message_id: int) -> bool:
@@ -135,39 +188,61 @@ class ReplyDelta:
 
 
 @dataclass(frozen=True)
+class ReplyHeartbeat:
+    """Nothing new yet: the provider is silent (a chance to notice a browser that left)."""
+
+
+@dataclass(frozen=True)
 class ReplyEnd:
-    """The reply is over; `message` is what was saved."""
+    """The reply is over; `message` is what was saved (or will be, once the database is
+    back)."""
 
     message: ChatMessage
 
 
-ReplyEvent = ReplyDelta | ReplyEnd
+ReplyEvent = ReplyDelta | ReplyHeartbeat | ReplyEnd
 
 
-def open_reply(message: ChatMessage, slots: StreamSlots) -> ReplyStream | EndedReply | None:
-    """Start the pending reply `message`, or None when another request already has it.
+def open_reply(message: ChatMessage, user_id: int) -> ReplyStream | EndedReply | None:
+    """Start the pending reply `message` for its owner, or None when another request
+    already has it.
 
-    Past the stream cap the reply is refused at once: the stream holds just its `ReplyEnd`
-    (error BUSY). Everything the model call needs is read now; the stream's events only
-    talk to the provider and the recorder's own sessions.
+    Past the process's stream cap, or the user's, the reply is refused at once: the stream
+    holds just its `ReplyEnd` (error BUSY). Everything the model call needs is read now;
+    the stream's events only talk to the provider and the recorder's own sessions.
     """
+    extensions = current_app.extensions
+    slots: StreamSlots = extensions["stream_slots"]
+    user_streams: UserStreams = extensions["user_streams"]
     if not slots.try_acquire():
-        if not _leave_pending(message.id, "error", error_code=codes.BUSY, error_text=BUSY_TEXT):
-            return None
-        db.session.refresh(message)
-        return EndedReply(message)
+        return _refused(message, BUSY_TEXT)
+    if not user_streams.try_acquire(user_id):
+        slots.release()
+        return _refused(message, USER_BUSY_TEXT.format(limit=user_streams.limit))
+
+    def release() -> None:
+        user_streams.release(user_id)
+        slots.release()
+
     try:
         if not claim(message.id):
-            slots.release()
+            release()
             return None
         events, recorder = _start(message)
     except BaseException:
-        slots.release()
+        release()
         raise
-    return ReplyStream(events, recorder, on_close=slots.release)
+    return ReplyStream(events, recorder, extensions["reply_limits"], on_close=release)
 
 
-def _start(message: ChatMessage) -> tuple[Iterator[StreamEvent], ReplyRecorder]:
+def _refused(message: ChatMessage, reason: str) -> EndedReply | None:
+    if not refuse_busy(message.id, reason):
+        return None
+    db.session.refresh(message)
+    return EndedReply(message)
+
+
+def _start(message: ChatMessage) -> tuple[ChatStream, ReplyRecorder]:
     """Read what the reply needs (model, provider, presets, history) and start the call."""
     recorder = ReplyRecorder(
         db.engine, message.id, model_name=message.model_name, preset_name=message.preset_name
@@ -185,12 +260,12 @@ def _start(message: ChatMessage) -> tuple[Iterator[StreamEvent], ReplyRecorder]:
         failure = Result.failure(
             codes.MODEL_NOT_FOUND, "the model chosen for this reply was deleted"
         )
-        return iter([StreamEvent("error", result=failure)]), recorder
+        return ChatStream.failed(failure), recorder
     if message.preset_name is not None and message.llm_preset_id is None:
         failure = Result.failure(
             codes.PRESET_NOT_FOUND, "the preset chosen for this reply no longer exists"
         )
-        return iter([StreamEvent("error", result=failure)]), recorder
+        return ChatStream.failed(failure), recorder
     preset = next((p for p in llm_model.llm_presets if p.id == message.llm_preset_id), None)
     turns, question = turns_before(message.conversation_id, message.id)
     events = chat_events(
@@ -207,24 +282,59 @@ def _start(message: ChatMessage) -> tuple[Iterator[StreamEvent], ReplyRecorder]:
     return events, recorder
 
 
+class _Pump:
+    """Reads a reply's events on a thread of its own into a queue, so the response thread
+    can wait with a timeout. Only this thread iterates (and closes) the engine's stream."""
+
+    END = object()
+
+    def __init__(self, events: ChatStream) -> None:
+        self._events = events
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="reply-pump", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            for event in self._events:
+                self._queue.put(event)
+        except Exception as error:  # handed to the response thread, which records it
+            self._queue.put(error)
+        finally:
+            self._events.close()
+            self._queue.put(self.END)
+
+    def next(self, timeout: float) -> Any:
+        """The next event, an exception, END, or None when `timeout` passed first."""
+        try:
+            return self._queue.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            return None
+
+
 class ReplyStream:
-    """The events of one reply: `ReplyDelta`s, then exactly one `ReplyEnd`.
+    """The events of one reply: `ReplyDelta`s and `ReplyHeartbeat`s, then one `ReplyEnd`.
 
     Iterate it in the response body; call `close()` when the response closes, whether or
     not it was iterated (a client gone before the first byte never starts the body). A
-    reply closed before its end is recorded as stopped, with the text that arrived.
+    reply closed before its end is recorded as stopped, with the text that arrived, and its
+    provider call is cancelled.
     """
 
     def __init__(
         self,
-        events: Iterator[StreamEvent],
+        events: ChatStream,
         recorder: ReplyRecorder,
+        limits: ReplyLimits,
         *,
         on_close: Callable[[], None],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._events = events
         self._recorder = recorder
+        self._limits = limits
         self._on_close = on_close
+        self._clock = clock
+        self._started = False
         self._run = self._generate()
         self._closed = False
 
@@ -237,36 +347,63 @@ class ReplyStream:
         self._closed = True
         try:
             self._run.close()
-            _close(self._events)
+            if not self._started:  # no pump took the events: close them here
+                self._events.close()
             if self._recorder.saved is None:  # closed before its body ever ran
                 self._recorder.stop()
         finally:
             self._on_close()
 
     def _generate(self) -> Iterator[ReplyEvent]:
-        recorder = self._recorder
+        self._started = True
+        recorder, limits = self._recorder, self._limits
+        deadline = self._clock() + limits.max_seconds
+        pump = _Pump(self._events)
         try:
-            for event in self._events:
-                if event.type != "delta":
-                    yield ReplyEnd(recorder.finish(event))
+            while True:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    seconds = f"{limits.max_seconds:g}"
+                    yield ReplyEnd(self._cut(f"the reply reached its {seconds}-second limit"))
                     return
-                if event.content:
-                    recorder.add(event.content)
-                    yield ReplyDelta(event.content)
-            ended = Result.failure(codes.LLM_REQUEST_FAILED, ENDED_EARLY_TEXT)
-            yield ReplyEnd(recorder.finish(StreamEvent("error", result=ended)))
+                item = pump.next(timeout=min(limits.heartbeat_seconds, remaining))
+                if item is None:
+                    yield ReplyHeartbeat()
+                    continue
+                if item is _Pump.END:
+                    ended = Result.failure(codes.LLM_REQUEST_FAILED, ENDED_EARLY_TEXT)
+                    yield ReplyEnd(recorder.finish(StreamEvent("error", result=ended)))
+                    return
+                if isinstance(item, Exception):
+                    raise item
+                if item.type != "delta":
+                    yield ReplyEnd(recorder.finish(item))
+                    return
+                text = item.content[: max(limits.max_chars - recorder.length, 0)]
+                if text:
+                    recorder.add(text)
+                    yield ReplyDelta(text)
+                if len(text) < len(item.content):
+                    limit = f"{limits.max_chars:,}"
+                    yield ReplyEnd(self._cut(f"the reply reached its {limit}-character limit"))
+                    return
         except GeneratorExit:
-            _close(self._events)
+            self._events.cancel()
             recorder.stop()
             raise
         except Exception:
             log.exception("chat reply %s failed while streaming", recorder.message_id)
-            _close(self._events)
+            self._events.cancel()
             yield ReplyEnd(recorder.fail(SERVER_ERROR_TEXT))
         finally:
-            _close(self._events)
             if recorder.saved is None:  # ended some other way (the worker shutting down, …)
+                self._events.cancel()
                 recorder.fail(INTERRUPTED_TEXT)
+
+    def _cut(self, reason: str) -> ChatMessage:
+        """A limit was reached: stop the provider call and keep what arrived."""
+        self._events.cancel()
+        return self._recorder.cut(reason)
 
 
 class EndedReply:
@@ -282,12 +419,6 @@ class EndedReply:
         """Nothing to release: no slot was taken."""
 
 
-def _close(events: Any) -> None:
-    close = getattr(events, "close", None)
-    if close is not None:
-        close()
-
-
 # --- recording -----------------------------------------------------------------------------
 
 
@@ -295,7 +426,10 @@ class ReplyRecorder:
     """Collects a reply as it streams and writes it to its message with its own session.
 
     The request's session is closed while a reply streams (a connection per open stream
-    would drain the pool), so every write here opens a short session on `engine`.
+    would drain the pool), so every write here opens a short session on `engine`. A
+    checkpoint appends only the text that is new since the last one. When the database
+    does not answer, a checkpoint is skipped and the outcome is kept in memory and saved by
+    a background retry, so the reader still gets the reply's end at once.
     """
 
     def __init__(
@@ -313,23 +447,26 @@ class ReplyRecorder:
         self.model_name = model_name
         self.preset_name = preset_name
         self.pieces: list[str] = []
+        self.length = 0
         self.saved: ChatMessage | None = None
         self._clock = clock
         self._started = clock()
         self._first_token_ms: float | None = None
         self._checkpoint_seconds = checkpoint_seconds
         self._last_checkpoint = self._started
+        self._checkpointed = 0  # pieces already in the database
 
     @property
     def content(self) -> str:
         return storable("".join(self.pieces))
 
     def add(self, text: str) -> None:
-        """One delta; now and then the text so far is saved, so a reload (or another tab)
+        """One delta; now and then the new text is saved, so a reload (or another tab)
         sees it grow and an abandoned stream can be told from a slow one."""
         if self._first_token_ms is None:
             self._first_token_ms = self._elapsed_ms()
         self.pieces.append(text)
+        self.length += len(text)
         now = self._clock()
         if now - self._last_checkpoint >= self._checkpoint_seconds:
             self._last_checkpoint = now
@@ -373,6 +510,15 @@ class ReplyRecorder:
         """The browser went away (Stop, reload, closed tab): keep what arrived."""
         return self._save(status="stopped", **self._own_timings())
 
+    def cut(self, reason: str) -> ChatMessage:
+        """The reply reached one of its limits: keep what arrived, say which limit."""
+        return self._save(
+            status="incomplete",
+            error_code=codes.REPLY_LIMIT,
+            error_text=reason,
+            **self._own_timings(),
+        )
+
     def fail(self, text: str) -> ChatMessage:
         """Something broke on our side mid-stream; keep what arrived and say so."""
         status = "incomplete" if self.pieces else "error"
@@ -387,33 +533,96 @@ class ReplyRecorder:
         return round((self._clock() - self._started) * 1000, 2)
 
     def _checkpoint(self) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(
-                update(ChatMessage)
-                .where(ChatMessage.id == self.message_id, ChatMessage.status == "streaming")
-                .values(content=self.content, updated_at=utcnow())
-            )
+        new_text = storable("".join(self.pieces[self._checkpointed :]))
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    update(ChatMessage)
+                    .where(ChatMessage.id == self.message_id, ChatMessage.status == "streaming")
+                    .values(content=ChatMessage.content + new_text, updated_at=utcnow())
+                )
+        except DBAPIError as error:  # the database is away: the final save catches up
+            log.warning("checkpoint of reply %s skipped: %s", self.message_id, error.orig)
+            return
+        self._checkpointed = len(self.pieces)
 
     def _save(
         self, *, status: str, details: dict[str, Any] | None = None, **values: Any
     ) -> ChatMessage:
-        """Write the outcome once; later calls return what was saved."""
+        """Write the outcome once; later calls return what was saved. When the database is
+        away, the outcome is returned from memory and written by a background retry."""
         if self.saved is not None:
             return self.saved
-        with Session(self.engine, expire_on_commit=False) as session:
-            message = session.get(ChatMessage, self.message_id)
-            if message is None:  # the conversation was deleted while the reply streamed
-                message = ChatMessage(id=self.message_id, role="assistant", content=self.content)
-            else:
-                message.status = status
-                message.content = self.content
-                message.model_name = self.model_name
-                message.preset_name = values.pop("preset_name", self.preset_name)
-                message.details = {**(message.details or {}), **(details or {})}
-                for name, value in values.items():
-                    setattr(message, name, value)
-                message.updated_at = utcnow()
-                session.commit()
-        message.status = status
+        outcome = _Outcome(
+            status=status,
+            content=self.content,
+            model_name=self.model_name,
+            preset_name=values.pop("preset_name", self.preset_name),
+            details=details or {},
+            values=values,
+        )
+        try:
+            message = outcome.write(self.engine, self.message_id)
+        except DBAPIError as error:
+            log.warning(
+                "reply %s could not be saved now (%s); retrying in the background",
+                self.message_id,
+                error.orig,
+            )
+            message = outcome.unsaved(self.message_id)
+            _retry_in_background(outcome, self.engine, self.message_id)
         self.saved = message
         return message
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """How a reply ended, ready to be written (now, or later by a retry)."""
+
+    status: str
+    content: str
+    model_name: str | None
+    preset_name: str | None
+    details: dict[str, Any]
+    values: dict[str, Any]
+
+    def write(self, engine: Engine, message_id: int) -> ChatMessage:
+        with Session(engine, expire_on_commit=False) as session:
+            message = session.get(ChatMessage, message_id)
+            if message is None:  # the conversation was deleted while the reply streamed
+                return self.unsaved(message_id)
+            self._apply(message)
+            message.details = {**(message.details or {}), **self.details}
+            message.updated_at = utcnow()
+            session.commit()
+        return message
+
+    def unsaved(self, message_id: int) -> ChatMessage:
+        """The message as it will be saved, for showing now."""
+        message = ChatMessage(id=message_id, role="assistant")
+        self._apply(message)
+        message.details = dict(self.details)
+        return message
+
+    def _apply(self, message: ChatMessage) -> None:
+        message.status = self.status
+        message.content = self.content
+        message.model_name = self.model_name
+        message.preset_name = self.preset_name
+        for name, value in self.values.items():
+            setattr(message, name, value)
+
+
+def _retry_in_background(outcome: _Outcome, engine: Engine, message_id: int) -> None:
+    def retry() -> None:
+        for _ in range(SAVE_ATTEMPTS):
+            time.sleep(SAVE_RETRY_SECONDS)
+            try:
+                outcome.write(engine, message_id)
+            except DBAPIError:
+                continue
+            log.info("reply %s saved after the database came back", message_id)
+            return
+        log.error("reply %s could not be saved: the database did not come back", message_id)
+
+    threading.Thread(target=retry, name=f"save-reply-{message_id}", daemon=True).start()
