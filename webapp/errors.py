@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable
+from typing import Any
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from webapp.extensions import db
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +26,10 @@ MESSAGES = {
     413: "That request is too large.",
     429: "Too many attempts. Wait a minute and try again.",
     500: "Something went wrong on our side. It has been logged.",
+    503: "The database is not answering right now. Try again in a moment.",
 }
+# Seconds a client is asked to wait while the database is away.
+RETRY_AFTER_SECONDS = 5
 
 
 def _wants_json() -> bool:
@@ -28,14 +37,29 @@ def _wants_json() -> bool:
     return request.is_json or best == "application/json"
 
 
-def error_response(status: int, message: str) -> ResponseReturnValue:
+def error_response(
+    status: int,
+    message: str,
+    *,
+    page: str = "errors/error.html",
+    headers: dict[str, str] | None = None,
+    render: Callable[..., str] = render_template,
+) -> ResponseReturnValue:
+    headers = dict(headers or {})
     if _wants_json():
-        return jsonify(error={"message": message, "status": status}), status
+        return jsonify(error={"message": message, "status": status}), status, headers
     if request.headers.get("HX-Request") == "true":
-        html = render_template("_flash.html", category="error", message=message)
+        html = render("_flash.html", category="error", message=message)
         # Shown in the flash area whatever the request targeted.
-        return html, status, {"HX-Retarget": "#flashes", "HX-Reswap": "innerHTML"}
-    return render_template("errors/error.html", status=status, message=message), status
+        headers |= {"HX-Retarget": "#flashes", "HX-Reswap": "innerHTML"}
+        return html, status, headers
+    return render(page, status=status, message=message, path=request.path), status, headers
+
+
+def _render_without_context(template: str, **context: Any) -> str:
+    """A template rendered without the context processors: Flask-Login's would load the
+    signed-in user, which needs the database."""
+    return current_app.jinja_env.get_template(template).render(**context)
 
 
 def handle_http_error(error: HTTPException) -> ResponseReturnValue:
@@ -49,6 +73,21 @@ def handle_csrf_error(error: CSRFError) -> ResponseReturnValue:
     )
 
 
+def handle_database_error(error: DBAPIError) -> ResponseReturnValue:
+    """The database is away (or refused the connection): 503, from a page that needs no
+    database — the usual layout asks who is signed in, which would fail the same way."""
+    log.error("database error on %s %s: %s", request.method, request.path, error.orig)
+    with contextlib.suppress(DBAPIError):  # nothing to roll back on a connection that is gone
+        db.session.rollback()
+    return error_response(
+        503,
+        MESSAGES[503],
+        page="errors/unavailable.html",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        render=_render_without_context,
+    )
+
+
 def handle_unexpected_error(error: Exception) -> ResponseReturnValue:
     if isinstance(error, HTTPException):
         return handle_http_error(error)
@@ -58,6 +97,7 @@ def handle_unexpected_error(error: Exception) -> ResponseReturnValue:
 
 def register_errorhandlers(app: Flask) -> None:
     app.register_error_handler(CSRFError, handle_csrf_error)
+    app.register_error_handler(DBAPIError, handle_database_error)
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(InternalServerError, handle_unexpected_error)
     app.register_error_handler(Exception, handle_unexpected_error)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData, text
+from typing import Any
+
+from sqlalchemy import Engine, MetaData, event, text
+from sqlalchemy.exc import OperationalError
 
 from webapp.extensions import db as _db
 
@@ -28,3 +31,27 @@ def empty_tables() -> None:
         else:
             for table in tables:
                 connection.execute(text(f"DELETE FROM {table}"))
+
+
+class DatabaseOutage:
+    """Makes every statement on an engine fail as if the server had gone away, until
+    `end()`: the driver's error, raised where the driver would raise it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.away = False
+        event.listen(engine, "before_cursor_execute", self._refuse)
+
+    def _refuse(self, *_args: Any, **_kwargs: Any) -> None:
+        if self.away:
+            raise OperationalError("(outage)", {}, ConnectionError("the database went away"))
+
+    def start(self) -> None:
+        self.away = True
+
+    def end(self) -> None:
+        self.away = False
+
+    def remove(self) -> None:
+        self.away = False
+        event.remove(self.engine, "before_cursor_execute", self._refuse)

@@ -51,8 +51,8 @@ SAVE_ATTEMPTS = 30
 SAVE_RETRY_SECONDS = 2.0
 BUSY_TEXT = "ModelDesk is busy: too many replies are streaming right now. Try again in a moment."
 USER_BUSY_TEXT = (
-    "you already have {limit} replies being written; wait for one to finish (or stop it) "
-    "and send again"
+    "you have reached your limit of {replies} being written at once: wait for one to "
+    "finish (or stop it) and send again"
 )
 ENDED_EARLY_TEXT = "the reply ended before it was complete"
 SERVER_ERROR_TEXT = "the reply stopped because of an error on the server"
@@ -218,7 +218,9 @@ def open_reply(message: ChatMessage, user_id: int) -> ReplyStream | EndedReply |
         return _refused(message, BUSY_TEXT)
     if not user_streams.try_acquire(user_id):
         slots.release()
-        return _refused(message, USER_BUSY_TEXT.format(limit=user_streams.limit))
+        limit = user_streams.limit
+        replies = f"{limit} reply" if limit == 1 else f"{limit} replies"
+        return _refused(message, USER_BUSY_TEXT.format(replies=replies))
 
     def release() -> None:
         user_streams.release(user_id)

@@ -1,0 +1,253 @@
+"""A reply's limits and faults over a real connection: per-user cap, time and size limits,
+heartbeats while the provider is silent, a browser leaving mid-silence, and a database that
+goes away while a reply streams."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx2
+import pytest
+from flask import Flask
+from sqlalchemy import event
+
+from tests.support.app import LiveServer
+from tests.support.chat_http import (
+    deltas_text,
+    end_html,
+    mock_model,
+    mock_provider,
+    read_frames,
+    send,
+    stream,
+    stream_outcomes,
+    wait_for_status,
+)
+from tests.support.database import DatabaseOutage
+from tests.support.factories import make_model, make_provider
+from tests.support.net import SilentUpstream
+from tests.support.waiting import wait_for
+from webapp.extensions import db as _db
+from webapp.models import ChatMessage, LLMModel
+from webapp.services import conversations as chats
+from webapp.services import replies
+
+LONG = " ".join(["Replies stream piece by piece over one response."] * 8)
+
+
+def set_limits(live_server: LiveServer, **limits: Any) -> None:
+    live_server.app.extensions["reply_limits"] = replies.ReplyLimits(**limits)
+
+
+@pytest.fixture
+def silent() -> Iterator[SilentUpstream]:
+    upstream = SilentUpstream()
+    yield upstream
+    upstream.stop()
+
+
+def silent_model(upstream: SilentUpstream) -> LLMModel:
+    provider = make_provider(name="Silent", base_url=upstream.url, api_prefix="/v1")
+    return make_model(provider, model="quiet", name="Quiet", enabled=True, supports_streaming=True)
+
+
+class Reader:
+    """Reads one reply's SSE frames on a thread, so a test can hold it open."""
+
+    def __init__(self, client: httpx2.Client, message_id: int) -> None:
+        self.frames: list[Any] = []
+        self._client, self._message_id = client, message_id
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        with self._client.stream("GET", f"/messages/{self._message_id}/stream") as response:
+            for frame in read_frames(response.iter_lines()):
+                self.frames.append(frame)
+
+    def join(self) -> None:
+        self._thread.join(timeout=30)
+        assert not self._thread.is_alive()
+
+
+# --- the per-user cap ----------------------------------------------------------------------
+
+
+def test_one_user_cannot_take_every_stream_slot(
+    live_server: LiveServer, member_http: httpx2.Client, admin_http: httpx2.Client
+) -> None:
+    live_server.app.extensions["user_streams"] = replies.UserStreams(1)
+    model = mock_model(mock_provider(live_server, "chunk_delay=0.05"))
+    first_id = send(member_http, model, LONG)
+    first = Reader(member_http, first_id)
+    wait_for_status(first_id, {"streaming"})
+
+    second_id = send(member_http, model, "And this one?")
+    started = time.monotonic()
+    _, frames = stream(member_http, second_id)
+
+    assert time.monotonic() - started < 10
+    assert "Busy" in end_html(frames) and "your limit of 1 reply" in end_html(frames)
+    assert wait_for_status(second_id, {"error"}).error_code == "BUSY"
+    # Another user is not held back by this one's replies.
+    other_id = send(admin_http, model, "Mine?")
+    _, other_frames = stream(admin_http, other_id)
+    assert "Mock response" in deltas_text(other_frames)
+    first.join()
+    assert wait_for_status(first_id, {"complete"}).status == "complete"
+    # The slot came back when the first reply ended.
+    assert wait_for(lambda: live_server.app.extensions["user_streams"].try_acquire(1))
+
+
+# --- time and size limits -------------------------------------------------------------------
+
+
+def test_a_reply_stops_at_its_size_limit_keeping_what_arrived(
+    live_server: LiveServer, member_http: httpx2.Client
+) -> None:
+    set_limits(live_server, max_chars=50)
+    model = mock_model(mock_provider(live_server, "chunk_delay=0.01"))
+    message_id = send(member_http, model, LONG)
+
+    _, frames = stream(member_http, message_id)
+
+    assert len(deltas_text(frames)) == 50
+    assert "50-character limit" in end_html(frames) and "Incomplete" in end_html(frames)
+    saved = wait_for_status(message_id, {"incomplete"})
+    assert (len(saved.content), saved.error_code) == (50, "REPLY_LIMIT")
+    assert stream_outcomes(live_server) == ["disconnected"]
+
+
+def test_a_reply_stops_at_its_time_limit_even_while_the_provider_is_silent(
+    live_server: LiveServer, member_http: httpx2.Client, silent: SilentUpstream
+) -> None:
+    set_limits(live_server, max_seconds=0.5, heartbeat_seconds=0.1)
+    message_id = send(member_http, silent_model(silent), "Anyone?")
+
+    _, frames = stream(member_http, message_id)
+
+    assert "0.5-second limit" in end_html(frames)
+    saved = wait_for_status(message_id, {"incomplete"})
+    assert saved.error_code == "REPLY_LIMIT"
+    # The provider call was cut, not left waiting for its 60 s read timeout.
+    assert wait_for(lambda: silent.closed_at, timeout=10)
+
+
+# --- heartbeats and a browser leaving mid-silence --------------------------------------------
+
+
+def test_a_browser_leaving_while_the_provider_is_silent_closes_the_call_within_2_s(
+    live_server: LiveServer, member_http: httpx2.Client, silent: SilentUpstream
+) -> None:
+    set_limits(live_server, heartbeat_seconds=0.1)
+    message_id = send(member_http, silent_model(silent), "Hello?")
+
+    with member_http.stream("GET", f"/messages/{message_id}/stream") as response:
+        lines = response.iter_lines()
+        assert next(lines) == ": reply"
+        assert wait_for(lambda: silent.requests == 1)
+        heartbeats = [line for line in (next(lines), next(lines), next(lines)) if line]
+        assert heartbeats and all(line == ": keep-alive" for line in heartbeats)
+    left = time.monotonic()
+
+    assert wait_for(lambda: silent.closed_at, timeout=10)
+    assert silent.closed_at[0] - left < 2.0
+    assert wait_for_status(message_id, {"stopped"}).status == "stopped"
+
+
+# --- the database going away -----------------------------------------------------------------
+
+
+@pytest.fixture
+def outage(live_server: LiveServer) -> Iterator[DatabaseOutage]:
+    with live_server.app.app_context():
+        engine = _db.engine
+    broken = DatabaseOutage(engine)
+    yield broken
+    broken.remove()
+
+
+def test_pages_answer_503_without_the_database_and_come_back(
+    live_server: LiveServer, member_http: httpx2.Client, outage: DatabaseOutage
+) -> None:
+    browser = {"Accept": "text/html,application/xhtml+xml"}
+    outage.start()
+    page = member_http.get("/", headers=browser)
+    health = member_http.get("/healthz")
+    fragment = member_http.get("/", headers={**browser, "HX-Request": "true"})
+    api = member_http.get("/", headers={"Accept": "application/json"})
+    outage.end()
+
+    assert page.status_code == 503 and "ModelDesk is unavailable" in page.text
+    assert page.headers["Retry-After"] == "5"
+    assert health.status_code == 503
+    assert fragment.status_code == 503 and "not answering" in fragment.text
+    assert api.status_code == 503 and api.json()["error"]["status"] == 503
+    assert member_http.get("/").status_code == 200
+    assert member_http.get("/healthz").status_code == 200
+
+
+def test_a_reply_streaming_through_a_database_blip_ends_once_and_is_saved_when_it_is_back(
+    live_server: LiveServer,
+    member_http: httpx2.Client,
+    outage: DatabaseOutage,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(replies, "SAVE_RETRY_SECONDS", 0.1)
+    model = mock_model(mock_provider(live_server, "chunk_delay=0.02"))
+    message_id = send(member_http, model, LONG)
+
+    with member_http.stream("GET", f"/messages/{message_id}/stream") as response:
+        frames = []
+        for frame in read_frames(response.iter_lines()):
+            frames.append(frame)
+            if frame.event == "delta" and not outage.away:
+                outage.start()  # the server's database goes away mid-reply
+
+    text = deltas_text(frames)
+    assert text.startswith("Mock response") and len(text) > 200
+    assert [frame.event for frame in frames].count("end") == 1
+    assert "Error" not in end_html(frames) and "Incomplete" not in end_html(frames)
+    # Still unsaved while the server cannot reach its database (this test's own connection
+    # is not part of the outage).
+    _db.session.expire_all()
+    assert _db.session.get(ChatMessage, message_id).status == "streaming"
+    outage.end()
+    saved = wait_for_status(message_id, {"complete"})
+    assert saved.content == text
+
+
+def test_checkpoints_append_only_the_new_text(app: Flask, member: Any) -> None:
+    model = mock_model(make_provider(name="P", base_url="http://127.0.0.1:9", api_prefix="/v1"))
+    conversation = chats.start_conversation(member.id)
+    choice, _ = chats.choose(chats.Draft(llm_model_id=model.id, content="hi"))
+    assert choice is not None
+    _, reply = chats.add_turn(conversation, choice)
+    assert replies.claim(reply.id)
+    recorder = replies.ReplyRecorder(
+        _db.engine, reply.id, model_name="m", preset_name=None, checkpoint_seconds=0
+    )
+    written: list[Any] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE CHAT_MESSAGES"):
+            written.append(params)
+
+    event.listen(_db.engine, "before_cursor_execute", capture)
+    try:
+        recorder.add("a" * 5000)
+        recorder.add("b")
+    finally:
+        event.remove(_db.engine, "before_cursor_execute", capture)
+
+    sizes = [max(len(str(value)) for value in _values(params)) for params in written]
+    assert len(written) == 2 and sizes[0] >= 5000 and sizes[1] < 100, sizes
+    _db.session.expire_all()
+    assert _db.session.get(ChatMessage, reply.id).content == "a" * 5000 + "b"
+
+
+def _values(params: Any) -> list[Any]:
+    return list(params.values()) if isinstance(params, dict) else list(params)
