@@ -60,6 +60,22 @@ def test_environment_variables_are_read(clean_env: pytest.MonkeyPatch, tmp_path:
     assert app.config["SECRET_KEY"] == "s"
 
 
+def test_reply_and_provider_call_limits_come_from_the_environment(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    clean_env.setenv("LLM_REQUEST_TIMEOUT", "12.5")
+    clean_env.setenv("LLM_CONNECT_TIMEOUT", "2")
+    clean_env.setenv("MODELDESK_MAX_STREAMS_PER_USER", "5")
+    clean_env.setenv("MODELDESK_MAX_REPLY_SECONDS", "90")
+    clean_env.setenv("MODELDESK_MAX_REPLY_CHARS", "1000")
+    app = create_app({"INSTANCE_PATH": str(tmp_path)})
+    settings = app.extensions["llm_client_settings"]
+    assert (settings.request_timeout, settings.connect_timeout) == (12.5, 2.0)
+    assert app.extensions["user_streams"].limit == 5
+    limits = app.extensions["reply_limits"]
+    assert (limits.max_seconds, limits.max_chars) == (90.0, 1000)
+
+
 def test_passwords_are_hashed_with_the_configured_method(
     clean_env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

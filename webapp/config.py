@@ -80,6 +80,9 @@ def from_environment() -> dict[str, Any]:
             settings[key] = _env_int(variable)
     if "MODELDESK_BLOCK_PRIVATE_URLS" in os.environ:
         settings["BLOCK_PRIVATE_URLS"] = _env_flag(os.environ["MODELDESK_BLOCK_PRIVATE_URLS"])
+    for name in ("LLM_REQUEST_TIMEOUT", "LLM_CONNECT_TIMEOUT"):
+        if os.environ.get(name, "").strip():
+            settings[name] = _env_float(name, 0.0)
     if "MOCK_LLM_STREAM_DELAY" in os.environ:
         settings["MOCK_LLM_STREAM_DELAY"] = _env_float("MOCK_LLM_STREAM_DELAY", 0.02)
     return settings
