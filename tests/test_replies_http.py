@@ -13,8 +13,9 @@ import httpx2
 import pytest
 from flask import Flask
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 
-from tests.support.app import LiveServer
+from tests.support.app import LiveServer, make_config
 from tests.support.chat_http import (
     deltas_text,
     end_html,
@@ -28,8 +29,10 @@ from tests.support.chat_http import (
 )
 from tests.support.database import DatabaseOutage
 from tests.support.factories import make_model, make_provider
-from tests.support.net import SilentUpstream
+from tests.support.net import SilentUpstream, TcpProxy
+from tests.support.users import signed_in_client
 from tests.support.waiting import wait_for
+from webapp import create_app
 from webapp.extensions import db as _db
 from webapp.models import ChatMessage, LLMModel
 from webapp.services import conversations as chats
@@ -251,3 +254,58 @@ def test_checkpoints_append_only_the_new_text(app: Flask, member: Any) -> None:
 
 def _values(params: Any) -> list[Any]:
     return list(params.values()) if isinstance(params, dict) else list(params)
+
+
+# --- a real PostgreSQL going away: its connections cut by a proxy ------------------------------
+
+
+@pytest.fixture
+def cut_database(app: Flask, tmp_path: Any) -> Iterator[tuple[LiveServer, TcpProxy]]:
+    """The app served with its PostgreSQL reached through a proxy the test can cut."""
+    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    if url.get_backend_name() != "postgresql":
+        pytest.skip("cutting a database server's connections needs PostgreSQL (SQLite is a file)")
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    served = create_app(make_config(proxied, str(tmp_path / "proxied")))
+    server = LiveServer(served)
+    served.config["MOCK_LLM_BASE_URL"] = server.url
+    server.start()
+    yield server, proxy
+    server.stop()
+    proxy.restore()
+    with served.app_context():
+        _db.engine.dispose()
+    proxy.cut()
+
+
+def test_postgresql_stopping_mid_reply_loses_nothing_the_reader_saw(
+    cut_database: tuple[LiveServer, TcpProxy], member: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, proxy = cut_database
+    monkeypatch.setattr(replies, "SAVE_RETRY_SECONDS", 0.1)
+    client = signed_in_client(server)
+    model = mock_model(mock_provider(server, "chunk_delay=0.02"))
+    message_id = send(client, model, LONG)
+
+    frames = []
+    with client.stream("GET", f"/messages/{message_id}/stream") as response:
+        for frame in read_frames(response.iter_lines()):
+            frames.append(frame)
+            if frame.event == "delta" and len(frames) == 2:
+                proxy.cut()  # every connection to PostgreSQL drops; new ones are refused
+    page_while_cut = client.get("/", headers={"Accept": "text/html"})
+
+    text = deltas_text(frames)
+    assert text.startswith("Mock response") and len(text) > 200
+    assert [frame.event for frame in frames].count("end") == 1
+    assert "Error" not in end_html(frames)
+    assert page_while_cut.status_code == 503
+    _db.session.expire_all()
+    assert _db.session.get(ChatMessage, message_id).status == "streaming"
+
+    proxy.restore()
+    saved = wait_for_status(message_id, {"complete"}, within=20)
+    assert saved.content == text
+    assert wait_for(lambda: client.get("/healthz").status_code == 200)
+    client.close()
