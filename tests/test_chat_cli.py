@@ -38,10 +38,12 @@ class TestChatCommand:
 
         assert result.exit_code == 0, result.output
         assert re.fullmatch(mock_reply_pattern(LONG_PROMPT) + "\n", result.stdout)
-        assert result.stderr.startswith("[preset: Default | usage: {")
-        assert "'total_tokens': " in result.stderr
-        assert "finish: stop" in result.stderr
-        assert "'ttft_ms': " in result.stderr
+        # Statistics in words: no Python dict or None reaches the terminal.
+        assert re.fullmatch(
+            r"\[preset Default · \d+ prompt \+ \d+ completion tokens · finish stop · "
+            r"first token \d+ ms · total \d+ ms\]\n",
+            result.stderr,
+        ), result.stderr
         [body] = mock_api.wire.bodies
         assert body["stream"] is True
         assert body["messages"] == [{"role": "user", "content": LONG_PROMPT}]
@@ -56,7 +58,7 @@ class TestChatCommand:
         assert result.exit_code == 0, result.output
         # max_tokens 3: the mock cuts its reply to 12 characters.
         assert result.stdout == "Mock respons\n"
-        assert result.stderr.startswith("[preset: Short |")
+        assert result.stderr.startswith("[preset Short · ")
         [body] = mock_api.wire.bodies
         assert body["max_tokens"] == 3
         assert body["messages"][0] == {"role": "system", "content": "Be terse."}
@@ -71,14 +73,14 @@ class TestChatCommand:
 
         assert result.exit_code == 0, result.output
         assert re.fullmatch(mock_reply_pattern("hello there") + "\n", result.stdout)
-        assert "finish: stop" in result.stderr
+        assert "finish stop" in result.stderr
         assert "stream" not in mock_api.wire.bodies[0]
 
     def test_unknown_model_key_fails(self, runner: FlaskCliRunner, mock_api: MockAPI) -> None:
         result = runner.invoke(args=["chat", "--model", "nope", "hi"])
 
         assert result.exit_code != 0
-        assert "no model with key 'nope'" in result.stderr
+        assert "no model matches 'nope'" in result.stderr
         assert mock_api.wire.requests == []
 
     @pytest.mark.parametrize("streaming", [True, False])
@@ -124,7 +126,7 @@ class TestModelsTestCommand:
         result = runner.invoke(args=["models", "test", "mock"])
 
         assert result.exit_code == 0, result.output
-        assert re.fullmatch(r"ok: mock answered in \d+(\.\d+)? ms\n", result.stdout)
+        assert re.fullmatch(r"ok: Mock \(Local\)/mock answered in \d+(\.\d+)? ms\n", result.stdout)
         db.session.refresh(model)
         assert model.connection_tested_at is not None
         assert len(mock_api.wire.requests) == 1
@@ -146,4 +148,4 @@ class TestModelsTestCommand:
         result = runner.invoke(args=["models", "test", "nope"])
 
         assert result.exit_code != 0
-        assert "no model with key 'nope'" in result.stderr
+        assert "no model matches 'nope'" in result.stderr

@@ -108,6 +108,8 @@ def test_rotate_command(app: Flask, db: Any, runner: Any) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "re-encrypted 1 API key(s)" in result.output
+    # It ends by saying what the running app needs to read the keys again.
+    assert result.output.rstrip().endswith("MODELDESK_ENCRYPTION_KEY=rotated")
     app.config["MODELDESK_ENCRYPTION_KEY"] = "rotated"
     assert reload(db, provider.id).api_key == SECRET
 

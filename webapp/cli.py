@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import unicodedata
+from datetime import datetime
+from typing import Any
+
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
@@ -12,7 +17,7 @@ from seeds import seed_llm
 from webapp.extensions import db
 from webapp.models import LLMModel
 from webapp.models.llm import DEFAULT_PRESET_KEY
-from webapp.services import Result, check_model_connection, llm_models
+from webapp.services import Result, check_model_connection, llm_models, providers
 from webapp.services.chat import chat_events
 from webapp.services.keys import KeyRotationError, rotate_encryption_key
 from webapp.services.users import create_user
@@ -61,6 +66,11 @@ def rotate_command(old_key: str, new_key: str | None) -> None:
     except KeyRotationError as exc:
         raise click.ClickException(f"{exc}; nothing was changed") from exc
     click.echo(f"re-encrypted {count} API key(s)")
+    if new_key == current_app.config["MODELDESK_ENCRYPTION_KEY"]:
+        click.echo("The configured MODELDESK_ENCRYPTION_KEY is the new key: restart the app.")
+    else:
+        click.echo("Now set this in the app's environment and restart it, so it can read them:")
+        click.echo(f"MODELDESK_ENCRYPTION_KEY={new_key}")
 
 
 @click.command("up")
@@ -77,30 +87,73 @@ def up_command(host: str, port: int) -> None:
     run_simple(host, port, current_app._get_current_object(), threaded=True)
 
 
-def _model_by_key(key: str) -> LLMModel:
-    model = llm_models.find_by_key(key)
-    if model is None:
-        raise click.ClickException(f"no model with key {key!r} (see the models page)")
-    return model
+MODEL_REFERENCE_HELP = (
+    "A model: its key, '<provider name>/<model id>', or a model id only one provider has."
+)
+
+
+def _find_model(reference: str) -> LLMModel:
+    found = llm_models.resolve_model(reference)
+    if found.model is not None:
+        return found.model
+    if found.candidates:
+        options = "\n  ".join(found.candidates)
+        raise click.ClickException(
+            f"no single model matches {reference!r}; did you mean:\n  {options}"
+        )
+    raise click.ClickException(f"no model matches {reference!r} (see `flask models list`)")
 
 
 def _fail(result: Result) -> None:
     raise click.ClickException(f"{result.code}: {'; '.join(result.errors)}")
 
 
-def _print_stats(value: dict[str, object]) -> None:
+def _stats_line(value: dict[str, Any]) -> str:
+    """`preset Default · 12 prompt + 30 completion tokens · finish stop · first token 85 ms`."""
+    preset = value.get("preset")
     usage = value.get("usage") or {}
     timings = value.get("timings") or {}
-    preset = value.get("preset")
-    click.echo(
-        f"[preset: {preset.name if preset else '(none)'} | usage: {usage} | "
-        f"finish: {value.get('finish_reason')} | timings (ms): {timings}]",
-        err=True,
+    parts = [f"preset {preset.name}" if preset else "no preset"]
+    if usage.get("completion_tokens") is not None:
+        parts.append(
+            f"{usage.get('prompt_tokens', '?')} prompt + {usage['completion_tokens']} "
+            "completion tokens"
+        )
+    if value.get("finish_reason"):
+        parts.append(f"finish {value['finish_reason']}")
+    if timings.get("ttft_ms") is not None:
+        parts.append(f"first token {timings['ttft_ms']:.0f} ms")
+    if timings.get("total_ms") is not None:
+        parts.append(f"total {timings['total_ms']:.0f} ms")
+    return " · ".join(parts)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    """Rows as aligned columns under their headers (wide CJK characters count twice)."""
+    columns = zip(headers, *rows, strict=True)
+    widths = [max(_width(cell) for cell in column) for column in columns]
+    return "\n".join(
+        "  ".join(
+            cell + " " * (width - _width(cell)) for cell, width in zip(line, widths, strict=True)
+        ).rstrip()
+        for line in [headers, *rows]
     )
 
 
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+
+
+def _when(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "-"
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
 @click.command("chat")
-@click.option("--model", "model_key", required=True, help="The model's key.")
+@click.option("--model", "model_reference", required=True, help=MODEL_REFERENCE_HELP)
 @click.option(
     "--preset",
     "preset_key",
@@ -110,9 +163,20 @@ def _print_stats(value: dict[str, object]) -> None:
 @click.option("--system", default=None, help="A system prompt.")
 @click.argument("message")
 @with_appcontext
-def chat_command(model_key: str, preset_key: str | None, system: str | None, message: str) -> None:
-    """Send MESSAGE to a model and print the reply (streamed when the model streams)."""
-    model = _model_by_key(model_key)
+def chat_command(
+    model_reference: str, preset_key: str | None, system: str | None, message: str
+) -> None:
+    """Send MESSAGE to a model and print the reply (streamed when the model streams).
+
+    The reply goes to standard output; a line of statistics (preset, tokens, timings) to
+    standard error.
+
+    \b
+    Example:
+      flask chat --model mock "Say hello"
+      flask chat --model "OpenRouter/x-ai/grok-4.1-fast" --system "Be brief." "Why SSE?"
+    """
+    model = _find_model(model_reference)
     for event in chat_events(model, user_text=message, system=system, preset_key=preset_key):
         if event.type == "delta":
             click.echo(event.content, nl=False)
@@ -121,7 +185,7 @@ def chat_command(model_key: str, preset_key: str | None, system: str | None, mes
             _fail(event.result)
         else:
             click.echo()
-            _print_stats(event.result.value)
+            click.echo(f"[{_stats_line(event.result.value)}]", err=True)
 
 
 @click.group("models")
@@ -130,14 +194,145 @@ def models_group() -> None:
 
 
 @models_group.command("test")
-@click.argument("key")
+@click.argument("reference")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @with_appcontext
-def test_model_command(key: str) -> None:
-    """Run a connection test for the model with KEY."""
-    result = check_model_connection(_model_by_key(key))
+def test_model_command(reference: str, as_json: bool) -> None:
+    """Run a connection test for the model REFERENCE (a key, provider/model id, or model id).
+
+    \b
+    Example:
+      flask models test mock
+    """
+    model = _find_model(reference)
+    result = check_model_connection(model)
+    if as_json:
+        _echo_json(
+            {
+                "model": llm_models.reference_of(model),
+                "ok": result.success,
+                "latency_ms": result.value.get("latency_ms"),
+                "error": "; ".join(result.errors) or None,
+            }
+        )
+        if not result.success:
+            raise SystemExit(1)
+        return
     if not result.success:
         _fail(result)
-    click.echo(f"ok: {key} answered in {result.value['latency_ms']} ms")
+    click.echo(f"ok: {llm_models.reference_of(model)} answered in {result.value['latency_ms']} ms")
+
+
+@models_group.command("list")
+@click.option("--provider", "provider_name", default=None, help="Only this provider's models.")
+@click.option("--enabled/--disabled", "enabled", default=None, help="Only enabled (or disabled).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@with_appcontext
+def list_models_command(provider_name: str | None, enabled: bool | None, as_json: bool) -> None:
+    """List the configured models.
+
+    \b
+    Example:
+      flask models list --provider OpenRouter --enabled
+    """
+    provider_id = None
+    if provider_name is not None:
+        provider = providers.find_by_name(provider_name)
+        if provider is None:
+            raise click.ClickException(f"no provider named {provider_name!r}")
+        provider_id = provider.id
+    filters = llm_models.ModelFilters(provider_id=provider_id, enabled=enabled)
+    rows = llm_models.list_models(filters, per_page=None).rows
+    if as_json:
+        _echo_json(
+            [
+                {
+                    "key": row.key,
+                    "provider": row.provider_name,
+                    "model": row.model,
+                    "name": row.name,
+                    "enabled": row.enabled,
+                    "supports_streaming": row.supports_streaming,
+                    "context_window_tokens": row.context_window_tokens,
+                    "connection_tested_at": row.connection_tested_at,
+                }
+                for row in rows
+            ]
+        )
+        return
+    if not rows:
+        click.echo("no models")
+        return
+    headers = ["KEY", "PROVIDER", "MODEL", "ENABLED", "STREAMING", "CONTEXT", "LAST TESTED"]
+    click.echo(
+        _table(
+            headers,
+            [
+                [
+                    row.key or "-",
+                    row.provider_name,
+                    row.model,
+                    "yes" if row.enabled else "no",
+                    "yes" if row.supports_streaming else "no",
+                    f"{row.context_window_tokens:,}" if row.context_window_tokens else "unlimited",
+                    f"{row.connection_tested_at:%Y-%m-%d %H:%M}"
+                    if row.connection_tested_at
+                    else "-",
+                ]
+                for row in rows
+            ],
+        )
+    )
+
+
+@click.group("providers")
+def providers_group() -> None:
+    """Work with configured providers."""
+
+
+@providers_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@with_appcontext
+def list_providers_command(as_json: bool) -> None:
+    """List the providers with their endpoint, API key state and model counts.
+
+    \b
+    Example:
+      flask providers list --json
+    """
+    rows = providers.list_providers()
+    key_states = {"set": "set", "none": "not set", "unreadable": "unreadable"}
+    if as_json:
+        _echo_json(
+            [
+                {
+                    "name": row.provider.name,
+                    "endpoint": row.provider.endpoint,
+                    "api_key": row.provider.api_key_status,
+                    "models": row.model_count,
+                    "enabled_models": row.enabled_count,
+                }
+                for row in rows
+            ]
+        )
+        return
+    if not rows:
+        click.echo("no providers")
+        return
+    click.echo(
+        _table(
+            ["NAME", "ENDPOINT", "API KEY", "MODELS (ENABLED)"],
+            [
+                [
+                    row.provider.name,
+                    row.provider.endpoint,
+                    key_states.get(row.provider.api_key_status, row.provider.api_key_status),
+                    f"{row.model_count} ({row.enabled_count})",
+                ]
+                for row in rows
+            ],
+        )
+    )
 
 
 @click.group("users")
@@ -161,6 +356,14 @@ def create_user_command(email: str, admin: bool, password: str) -> None:
 
 
 def register(app: Flask) -> None:
-    commands = (seed_command, keys_group, up_command, chat_command, models_group, users_group)
+    commands = (
+        seed_command,
+        keys_group,
+        up_command,
+        chat_command,
+        models_group,
+        providers_group,
+        users_group,
+    )
     for command in commands:
         app.cli.add_command(command)

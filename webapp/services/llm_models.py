@@ -3,6 +3,7 @@ connection test."""
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -173,6 +174,47 @@ def list_models(filters: ModelFilters, per_page: int | None = None) -> ModelPage
 def find_by_key(key: str) -> LLMModel | None:
     """The model with this key (compared normalized, as keys are stored), or None."""
     return db.session.scalars(select(LLMModel).where(LLMModel.key == normalize_key(key))).first()
+
+
+@dataclass(frozen=True)
+class ModelLookup:
+    """What a reference named: the model, or the references that come closest."""
+
+    model: LLMModel | None
+    candidates: list[str]
+
+
+def reference_of(model: LLMModel) -> str:
+    """The unambiguous way to name a model: "<provider name>/<model id>"."""
+    return f"{model.llm_provider.name}/{model.model}"
+
+
+def resolve_model(reference: str) -> ModelLookup:
+    """The model a person means: its key, "<provider name>/<model id>", or a model id that
+    only one provider has. Otherwise the candidates are the ambiguous matches, or the
+    close ones (typos), as references."""
+    text = reference.strip()
+    by_key = find_by_key(text) if text else None
+    if by_key is not None:
+        return ModelLookup(by_key, [])
+    models = list(
+        db.session.scalars(select(LLMModel).join(LLMModel.llm_provider).order_by(LLMModel.id))
+    )
+    named = [m for m in models if reference_of(m).casefold() == text.casefold()]
+    same_id = [m for m in models if m.model == text]
+    for found in (named, same_id):
+        if len(found) == 1:
+            return ModelLookup(found[0], [])
+    if len(same_id) > 1:
+        return ModelLookup(None, sorted(reference_of(m) for m in same_id))
+    # Every way a person might spell a model: reference, key, model id, its last part.
+    names: dict[str, LLMModel] = {}
+    for model in models:
+        for name in (reference_of(model), model.key, model.model, model.model.rsplit("/")[-1]):
+            if name:
+                names.setdefault(name.casefold(), model)
+    close = difflib.get_close_matches(text.casefold(), list(names), n=5, cutoff=0.6)
+    return ModelLookup(None, sorted({reference_of(names[name]) for name in close}))
 
 
 def model_row(model_id: int) -> ModelRow | None:

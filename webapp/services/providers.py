@@ -55,6 +55,12 @@ class ProviderRow:
     enabled_count: int
 
 
+def find_by_name(name: str) -> LLMProvider | None:
+    """The provider with this name (case-insensitive), or None."""
+    query = select(LLMProvider).where(func.lower(LLMProvider.name) == name.strip().lower())
+    return db.session.scalars(query).first()
+
+
 def list_providers() -> list[ProviderRow]:
     """Every provider with its model and enabled-model counts, in one query."""
     counts = (
