@@ -126,14 +126,15 @@ class EncryptedString(StringEncryptedType):
             return UNREADABLE
 
 
-_UNDECRYPTABLE = (InvalidCiphertextError, binascii.Error, ValueError, UnicodeDecodeError, TypeError)
+# What decrypting a value stored with another key (or not ciphertext at all) raises.
+UNDECRYPTABLE = (InvalidCiphertextError, binascii.Error, ValueError, UnicodeDecodeError, TypeError)
 
 
 def decrypt_or_unreadable(engine: AesGcmEngine, ciphertext: Any) -> str | UnreadableHeaderValue:
     """The plaintext of a stored header value, or an `UnreadableHeaderValue` keeping it."""
     try:
         plaintext = engine.decrypt(ciphertext)
-    except _UNDECRYPTABLE:
+    except UNDECRYPTABLE:
         return UnreadableHeaderValue(str(ciphertext))
     return plaintext if isinstance(plaintext, str) else UnreadableHeaderValue(str(ciphertext))
 

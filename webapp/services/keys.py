@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import binascii
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import column, select, table, update
 from sqlalchemy.orm import Session
-from sqlalchemy_utils.types.encrypted.encrypted_type import AesGcmEngine, InvalidCiphertextError
+from sqlalchemy_utils.types.encrypted.encrypted_type import AesGcmEngine
 
-from webapp.models.types import JSONObject, encryption_engine
+from webapp.models.types import UNDECRYPTABLE, JSONObject, encryption_engine
 
 # The table without the encrypted types: rows come and go as stored ciphertext, untouched by
 # the ORM's types (which would decrypt/encrypt with the configured key). `headers` is read
@@ -22,7 +21,6 @@ _RAW_PROVIDERS = table(
     column("api_key"),
     column("headers", JSONObject),
 )
-_UNDECRYPTABLE = (InvalidCiphertextError, binascii.Error, ValueError, UnicodeDecodeError, TypeError)
 
 
 class KeyRotationError(RuntimeError):
@@ -41,7 +39,7 @@ def _reencrypt(old: AesGcmEngine, new: AesGcmEngine, ciphertext: Any) -> str | N
     """`ciphertext` re-encrypted from `old` to `new`, or None when `old` cannot decrypt it."""
     try:
         plaintext = old.decrypt(ciphertext)
-    except _UNDECRYPTABLE:
+    except UNDECRYPTABLE:
         return None
     return new.encrypt(plaintext) if isinstance(plaintext, str) else None
 
