@@ -871,6 +871,41 @@ class TestSuccess:
         assert without_key.headers["authorization"] == "Bearer no-key"
         assert "x-title" not in without_key.headers
 
+    def test_header_values_stored_encrypted_go_on_the_wire_as_typed(
+        self, app: Flask, db: Any, mock_api: MockAPI, wire: WireRecorder
+    ) -> None:
+        headers = {
+            "X-Title": "my-app-title",
+            "Ocp-Apim-Subscription-Key": "ocp-subscription-31415",
+            "HTTP-Referer": "https://app.example/path?x=1",
+        }
+        provider = mock_provider(mock_api.url, headers=headers)
+        db.session.expire_all()  # the values come back from the database, decrypted
+
+        loaded = db.session.get(LLMProvider, provider.id)
+        assert run_chat(mock_model(loaded), user_text="hi").success
+
+        [sent] = wire.requests
+        assert {name.lower(): value for name, value in headers.items()}.items() <= (
+            sent.headers.items()
+        )
+
+    def test_an_unreadable_header_value_is_not_sent(
+        self, app: Flask, db: Any, mock_api: MockAPI, wire: WireRecorder
+    ) -> None:
+        provider = mock_provider(mock_api.url, headers={"X-Api-Key": "xk-old-key-123456"})
+        original_key = app.config["MODELDESK_ENCRYPTION_KEY"]
+        app.config["MODELDESK_ENCRYPTION_KEY"] = "a-different-encryption-key"
+        db.session.expire_all()
+        unreadable = db.session.get(LLMProvider, provider.id)
+
+        assert run_chat(mock_model(unreadable), user_text="hi").success
+
+        [sent] = wire.requests
+        assert "x-api-key" not in sent.headers
+        assert "xk-old-key" not in repr(sent)
+        app.config["MODELDESK_ENCRYPTION_KEY"] = original_key
+
     @pytest.mark.parametrize("llm_model", [None, "mock", 3])
     def test_not_a_model_is_invalid_input(self, app: Flask, llm_model: Any) -> None:
         result = run_chat(llm_model, user_text="hi")

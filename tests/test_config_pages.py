@@ -450,15 +450,118 @@ def test_unreadable_key_shows_a_warning_and_other_edits_still_save(
     assert (provider.name, provider.api_key) == ("Still", SECRET_KEY_VALUE)
 
 
-def test_secret_header_values_are_masked_in_the_list(admin_client: FlaskClient) -> None:
+def test_every_header_value_is_masked_in_the_list(admin_client: FlaskClient) -> None:
     make_provider(
-        headers={"Authorization": "Bearer tok-0123456789", "X-Title": "ModelDesk"},
+        headers={"Authorization": "Bearer tok-0123456789", "X-Title": "my-app-title"},
         api_key=SECRET_KEY_VALUE,
     )
     body = page(admin_client.get("/providers/"))
-    assert "tok-0123456789" not in body
+    assert "tok-0123456789" not in body and "my-app-title" not in body
     assert "Authorization: •••• (hidden)" in body
-    assert "X-Title: ModelDesk" in body
+    assert "X-Title: •••• (hidden)" in body
+
+
+HEADER_VALUES = {
+    "api-key": "azure-key-0123456789",
+    "Ocp-Apim-Subscription-Key": "ocp-subscription-31415",
+    "X-Title": "my-app-title",
+}
+
+
+def no_header_value_in(where: str, body: str) -> None:
+    shown = [value for value in HEADER_VALUES.values() if value in body]
+    assert not shown, f"{where} shows {shown}"
+
+
+def test_no_page_or_fragment_shows_a_header_value(admin_client: FlaskClient) -> None:
+    provider = make_provider(headers=HEADER_VALUES)
+    model = make_model(provider, key="acme")
+    for path, headers in [
+        ("/providers/", {}),
+        ("/providers/", BOOSTED),
+        (f"/providers/{provider.id}/edit", {}),
+        (f"/providers/{provider.id}/edit", BOOSTED),
+        ("/models/", {}),
+        ("/models/", TABLE),
+        (f"/models/{model.id}/edit", {}),
+        (f"/models/{model.id}/presets/", {}),
+    ]:
+        response = admin_client.get(path, headers=headers)
+        assert response.status_code == 200, path
+        no_header_value_in(f"GET {path} {headers}", page(response))
+    edit = page(admin_client.get(f"/providers/{provider.id}/edit"))
+    assert json.loads(textarea_value(edit, "headers")) == dict.fromkeys(
+        HEADER_VALUES, "•••• (hidden)"
+    )
+    # A failed save shows the form again: the masks, never the values.
+    masked = json.dumps(dict.fromkeys(HEADER_VALUES, "•••• (hidden)"))
+    refused = admin_client.post(
+        f"/providers/{provider.id}", data=provider_form(name="", headers=masked)
+    )
+    assert refused.status_code == 422
+    no_header_value_in("the refused form", page(refused))
+
+
+def test_saving_masked_header_values_keeps_them_new_ones_replace_removed_ones_go(
+    admin_client: FlaskClient,
+) -> None:
+    provider = make_provider(headers=HEADER_VALUES)
+    sent = {
+        "api-key": "•••• (hidden)",  # kept
+        "X-Title": "another-title",  # replaced
+        "X-New": "added-value",  # added; Ocp-Apim-Subscription-Key left out: removed
+    }
+    data = provider_form(headers=json.dumps(sent))
+    assert admin_client.post(f"/providers/{provider.id}", data=data).status_code == 303
+    db.session.expire_all()
+    assert db.session.get(LLMProvider, provider.id).headers == {
+        "api-key": "azure-key-0123456789",
+        "X-Title": "another-title",
+        "X-New": "added-value",
+    }
+
+
+def test_an_unreadable_header_value_shows_as_such_and_a_save_keeps_it_as_stored(
+    app: Flask, admin_client: FlaskClient
+) -> None:
+    provider = make_provider(headers={"X-Api-Key": "xk-unreadable-123456"})
+    original_key = app.config["MODELDESK_ENCRYPTION_KEY"]
+    app.config["MODELDESK_ENCRYPTION_KEY"] = "a-different-encryption-key"
+    db.session.expire_all()
+    listing = page(admin_client.get("/providers/"))
+    assert "X-Api-Key: •••• (unreadable — re-enter it)" in listing
+    edit = page(admin_client.get(f"/providers/{provider.id}/edit"))
+    assert "Header value unreadable — re-enter it:" in edit
+    assert json.loads(textarea_value(edit, "headers")) == {
+        "X-Api-Key": "•••• (unreadable — re-enter it)"
+    }
+    data = provider_form(name="Still", headers=textarea_value(edit, "headers"))
+    assert admin_client.post(f"/providers/{provider.id}", data=data).status_code == 303
+    app.config["MODELDESK_ENCRYPTION_KEY"] = original_key
+    db.session.expire_all()
+    saved = db.session.get(LLMProvider, provider.id)
+    assert (saved.name, saved.headers) == ("Still", {"X-Api-Key": "xk-unreadable-123456"})
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ('{"X-Title": "café"}', "Value of X-Title must be ASCII text"),
+        ('{"X-Title": "a\\u007fb"}', "Value of X-Title must not contain control characters"),
+        ('{"X-Title": "a\\tb "}', "Value of X-Title must not start or end with a space or tab"),
+    ],
+)
+def test_a_header_value_that_cannot_be_sent_is_refused_with_the_text_kept(
+    admin_client: FlaskClient, typed: str, message: str
+) -> None:
+    provider = make_provider(headers={"X-Title": "my-app-title"})
+    response = admin_client.post(f"/providers/{provider.id}", data=provider_form(headers=typed))
+    body = page(response)
+    assert response.status_code == 422
+    assert field_error(body, "headers").startswith(message)
+    assert textarea_value(body, "headers") == typed
+    db.session.expire_all()
+    assert db.session.get(LLMProvider, provider.id).headers == {"X-Title": "my-app-title"}
 
 
 # --- models ---------------------------------------------------------------------------------

@@ -10,12 +10,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from flask_migrate import upgrade
+from flask_migrate import downgrade, upgrade
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from webapp import create_app
 from webapp.extensions import db
+from webapp.models import LLMProvider
 
 
 @pytest.fixture
@@ -144,3 +145,58 @@ def test_0003_moves_a_replys_model_and_preset_from_details_to_foreign_keys(
     assert (rows[orphaned].llm_model_id, rows[orphaned].llm_preset_id) == (None, None)
     assert details[orphaned] == {}
     assert (rows[asked].llm_model_id, details[asked]) == (None, {})
+
+
+def raw_headers() -> dict[int, dict[str, str]]:
+    with db.engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, headers FROM llm_providers")).all()
+    return {
+        row.id: row.headers if isinstance(row.headers, dict) else json.loads(row.headers)
+        for row in rows
+    }
+
+
+def test_0004_encrypts_the_header_values_written_at_0003_and_0003_decrypts_them(
+    scratch_app: Any,
+) -> None:
+    upgrade(revision="0003")
+    now = "2026-11-30 12:00:00+00:00"
+    headers = {
+        "api-key": "azure-key-0123456789",
+        "Authorization": "Bearer hdr-bearer-token-2718",
+        "X-Title": "my-app-title",
+    }
+
+    def provider(name: str, values: dict[str, str]) -> int:
+        return insert(
+            "llm_providers",
+            name=name,
+            api_format="openai",
+            base_url="https://llm.example.com",
+            api_prefix="/v1",
+            headers=json.dumps(values),
+            llm_options_defaults="{}",
+            message_overhead_tokens=0,
+            created_at=now,
+            updated_at=now,
+        )
+
+    with_headers, without = provider("With", headers), provider("Without", {})
+    assert raw_headers()[with_headers] == headers
+
+    upgrade()
+
+    stored = raw_headers()
+    assert sorted(stored[with_headers]) == sorted(headers)
+    for name, value in headers.items():
+        assert stored[with_headers][name] != value
+        assert value not in json.dumps(stored)
+    assert stored[without] == {}
+    db.session.expire_all()
+    assert db.session.get(LLMProvider, with_headers).headers == headers
+    assert db.session.get(LLMProvider, without).headers == {}
+    db.session.rollback()
+
+    downgrade(revision="0003")
+
+    assert raw_headers() == {with_headers: headers, without: {}}

@@ -1,12 +1,13 @@
 """Provider secrets never leak: not into logs, pages, streams, the transcript or the CLI.
 
-A careless upstream answers every request with 401 and echoes the credentials it received —
+A careless upstream answers every request with 401 and echoes the headers it received —
 in its JSON error message and in response headers (which httpcore2 logs at DEBUG). With every
 logger at DEBUG (SQLAlchemy's too, which logs rows with the decrypted key), an admin
 creates the provider through the form, opens every page that shows it, tests the connection
 and lists its models; a member chats with it; `flask chat` and `flask models test` run
-against it. No secret (nor its distinctive middle) may show up anywhere, and every error still
-says what happened: HTTP 401.
+against it. No secret (nor its distinctive middle) may show up anywhere — every header value is
+one, whatever its name, and none is stored as it is — and every error still says what
+happened: HTTP 401.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from webapp.models import LLMProvider
 
 API_KEY = "sk-live-SECRETKEY-1234567890"
 SECRET_HEADERS = {"Authorization": "Bearer hdr-SECRET-abcdef", "X-Api-Key": "xk-SECRET-999999"}
+# A header whose name does not look secret: its value is still never shown.
+TITLE = "my-app-title"
 # The whole values, and the parts no page, log line or random token would contain by chance.
 NEEDLES = (
     API_KEY,
@@ -44,13 +47,14 @@ NEEDLES = (
     "SECRETKEY",
     "hdr-SECRET",
     "xk-SECRET",
+    TITLE,
 )
 
 # Each configuration sends different credentials: with an Authorization header configured,
 # it replaces the SDK's "Bearer <api key>"; without one the key itself goes on the wire.
 CONFIGURATIONS = {
-    "key and secret headers": SECRET_HEADERS,
-    "key and X-Api-Key only": {"X-Api-Key": SECRET_HEADERS["X-Api-Key"], "X-Title": "ModelDesk"},
+    "key and secret headers": {**SECRET_HEADERS, "X-Title": TITLE},
+    "key and X-Api-Key only": {"X-Api-Key": SECRET_HEADERS["X-Api-Key"], "X-Title": TITLE},
 }
 
 
@@ -60,9 +64,10 @@ def careless_upstream(environ: dict[str, Any], start_response: Any) -> list[byte
     authorization = environ.get("HTTP_AUTHORIZATION", "")
     api_key = authorization.removeprefix("Bearer ")
     x_api_key = environ.get("HTTP_X_API_KEY", "")
+    title = environ.get("HTTP_X_TITLE", "")
     message = (
         f"Incorrect API key provided: {api_key}. Received Authorization: {authorization}; "
-        f"X-Api-Key: {x_api_key}."
+        f"X-Api-Key: {x_api_key}; title {title}."
     )
     body = json.dumps(
         {"error": {"message": message, "type": "invalid_request_error", "code": "invalid_api_key"}}
@@ -74,6 +79,7 @@ def careless_upstream(environ: dict[str, Any], start_response: Any) -> list[byte
             ("Content-Length", str(len(body))),
             ("WWW-Authenticate", f'Bearer realm="api", error="invalid_token", token="{api_key}"'),
             ("X-Received-Api-Key", x_api_key),
+            ("X-Received-Title", title),
             ("X-Error", message),
         ],
     )
@@ -269,6 +275,9 @@ def test_a_failing_provider_never_shows_its_secrets(
         rows = connection.execute(text("SELECT * FROM chat_messages")).all()
     assert len(rows) == 4
     found += leaks("chat_messages", "\n".join(repr(tuple(row)) for row in rows))
+    with _db.engine.connect() as connection:
+        stored = connection.execute(text("SELECT * FROM llm_providers")).all()
+    found += leaks("llm_providers", "\n".join(repr(tuple(row)) for row in stored))
 
     lines = log_lines(all_logs)
     # The capture really saw the request log, the SDK, the HTTP transport and the database.
@@ -312,17 +321,17 @@ class _FormFields(HTMLParser):
             self.fields[self._textarea] += data
 
 
-def test_the_provider_edit_form_never_shows_secret_header_values(
+def test_the_provider_edit_form_never_shows_a_header_value(
     admin_client: FlaskClient,
 ) -> None:
-    headers = {**SECRET_HEADERS, "X-Title": "ModelDesk"}
+    headers = {**SECRET_HEADERS, "X-Title": TITLE}
     provider = make_provider(name="Careless", api_key=API_KEY, headers=headers)
 
     page = admin_client.get(f"/providers/{provider.id}/edit").get_data(as_text=True)
 
     assert not leaks("the edit form", page), leaks("the edit form", page)
-    # Only the secret values are hidden: every header name and the harmless value are there.
-    for shown in ("Authorization", "X-Api-Key", "X-Title", "ModelDesk"):
+    # Every value is hidden, secret-looking or not; every header name is there.
+    for shown in ("Authorization", "X-Api-Key", "X-Title"):
         assert shown in page
     # Saved as shown, unchanged, the provider keeps its real secrets.
     form = _FormFields()

@@ -39,7 +39,7 @@ def seed_command() -> None:
 
 @click.group("keys")
 def keys_group() -> None:
-    """Manage the encryption of stored provider API keys."""
+    """Manage the encryption of stored provider secrets (API keys, header values)."""
 
 
 @keys_group.command("rotate")
@@ -47,7 +47,7 @@ def keys_group() -> None:
     "--old-key",
     envvar="MODELDESK_OLD_ENCRYPTION_KEY",
     required=True,
-    help="The key the API keys are encrypted with now.",
+    help="The key the API keys and header values are encrypted with now.",
 )
 @click.option(
     "--new-key",
@@ -56,16 +56,18 @@ def keys_group() -> None:
 )
 @with_appcontext
 def rotate_command(old_key: str, new_key: str | None) -> None:
-    """Re-encrypt every stored API key from OLD to NEW in one transaction.
+    """Re-encrypt every stored API key and header value from OLD to NEW in one transaction.
 
     Typical use: set MODELDESK_ENCRYPTION_KEY to the new key, pass the old one here.
     """
     new_key = new_key or current_app.config["MODELDESK_ENCRYPTION_KEY"]
     try:
-        count = rotate_encryption_key(db.session, old_key, new_key)
+        rotated = rotate_encryption_key(db.session, old_key, new_key)
     except KeyRotationError as exc:
         raise click.ClickException(f"{exc}; nothing was changed") from exc
-    click.echo(f"re-encrypted {count} API key(s)")
+    click.echo(
+        f"re-encrypted {rotated.api_keys} API key(s) and {rotated.header_values} header value(s)"
+    )
     if new_key == current_app.config["MODELDESK_ENCRYPTION_KEY"]:
         click.echo("The configured MODELDESK_ENCRYPTION_KEY is the new key: restart the app.")
     else:

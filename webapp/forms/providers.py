@@ -42,7 +42,7 @@ class ProviderForm(RecordForm[ProviderFields]):
 
     def __init__(self, provider: LLMProvider | None = None, **kwargs: Any) -> None:
         """The form of `provider` (a new one when None); the API key is never among its
-        values, and secret header values show as a mask."""
+        values, and every header value shows as a mask."""
         if provider is not None:
             kwargs.setdefault(
                 "data",

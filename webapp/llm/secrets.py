@@ -1,6 +1,6 @@
 """Secret scrubbing: one implementation for upstream errors, log records and replies.
 
-A provider's secrets are its API key and its header values (and the credential inside a
+A provider's secrets are its API key and all its header values (and the credential inside a
 "<scheme> <credential>" value, which a provider echoing what it received may print without
 the scheme). `scrub` masks the secrets it is given and, beyond them, text that is shaped
 like a credential whoever it belongs to:
@@ -24,8 +24,6 @@ MASK = "[redacted]"
 MIN_SECRET_LENGTH = 6
 _MAX_KNOWN_SECRETS = 512
 
-# Header names whose values are secrets whatever they contain.
-SECRET_HEADER_NAME = re.compile(r"(authorization|api[-_]?key|token|secret|cookie|password)", re.I)
 _SCHEME_AND_CREDENTIAL = re.compile(r"^\s*[A-Za-z][\w-]*\s+(\S+)\s*$")
 
 # Bounded repeats: a long run of word characters must not make a log call slow.
@@ -53,12 +51,11 @@ _SCHEME_CREDENTIAL = re.compile(r"(?i)\b(bearer|basic)(\s+)(?!\[redacted\])[A-Za
 
 
 def secret_values(api_key: str | None, headers: Mapping[str, str] | None) -> list[str]:
-    """Every configured value that must never be shown: the key and secret-looking headers
-    (and the credential inside a "<scheme> <credential>" value)."""
+    """Every configured value that must never be shown: the key and every header value,
+    whatever its name (and the credential inside a "<scheme> <credential>" value). Values
+    shorter than MIN_SECRET_LENGTH are left out: masking "1" everywhere would garble text."""
     values = [api_key or ""]
-    values += [
-        str(value) for name, value in (headers or {}).items() if SECRET_HEADER_NAME.search(name)
-    ]
+    values += [value for value in (headers or {}).values() if isinstance(value, str)]
     secrets = []
     for value in values:
         secrets.append(value)

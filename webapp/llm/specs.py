@@ -25,7 +25,7 @@ class ProviderSpec:
 
     @property
     def secrets(self) -> list[str]:
-        """The values that must never be shown: the key and secret-looking header values."""
+        """The values that must never be shown: the key and every header value."""
         return secret_values(self.api_key, self.headers)
 
 

@@ -23,7 +23,15 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, object_session, relat
 
 from webapp.extensions import db
 from webapp.models import validation as v
-from webapp.models.types import UNREADABLE, EncryptedString, JSONObject, UTCDateTime, utcnow
+from webapp.models.types import (
+    UNREADABLE,
+    EncryptedHeaderValues,
+    EncryptedString,
+    JSONObject,
+    UTCDateTime,
+    is_unreadable,
+    utcnow,
+)
 
 API_FORMATS = ("openai",)
 
@@ -98,8 +106,9 @@ class LLMProvider(RecordMixin, db.Model):
     base_url: Mapped[str] = mapped_column(String(2000), nullable=False)
     api_prefix: Mapped[str] = mapped_column(String(200), nullable=False)
     api_key: Mapped[Any] = mapped_column(EncryptedString(), nullable=True)
+    # Header values are secrets like the key: encrypted at rest, one by one (names readable).
     headers: Mapped[dict[str, Any]] = mapped_column(
-        JSONObject, nullable=False, default=dict, server_default="{}"
+        EncryptedHeaderValues(), nullable=False, default=dict, server_default="{}"
     )
     llm_options_defaults: Mapped[dict[str, Any]] = mapped_column(
         JSONObject, nullable=False, default=dict, server_default="{}"
@@ -137,6 +146,20 @@ class LLMProvider(RecordMixin, db.Model):
             return ""
         key: str = self.api_key
         return "…" + key[-4:] if len(key) > 8 else "…" + "•" * 4
+
+    @property
+    def readable_headers(self) -> dict[str, str]:
+        """The header values the current encryption key can decrypt (what is sent)."""
+        return {
+            name: value
+            for name, value in (self.headers or {}).items()
+            if isinstance(name, str) and isinstance(value, str)
+        }
+
+    @property
+    def unreadable_header_names(self) -> list[str]:
+        """Headers whose stored value was encrypted with another key: re-enter them."""
+        return sorted(name for name, value in (self.headers or {}).items() if is_unreadable(value))
 
     @property
     def endpoint(self) -> str:

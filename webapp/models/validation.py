@@ -16,6 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from webapp.addresses import is_public_address
+from webapp.models.types import UnreadableHeaderValue
 
 Errors = dict[str, list[str]]
 
@@ -33,7 +34,12 @@ RESERVED_OPTION_KEYS = frozenset(
 
 # RFC 9110 field-name token characters.
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_HEADER_VALUE_FORBIDDEN = re.compile(r"[\r\n\x00]")
+# Header values go on the wire as ASCII (httpx2 encodes them so and raises UnicodeEncodeError
+# otherwise); h11 refuses CR, LF, NUL, VT, FF and leading or trailing space / tab; RFC 9110
+# allows no control character but HTAB (DEL and the other C0 ones get a request refused).
+_HEADER_VALUE_LINE_BREAK = re.compile(r"[\r\n\x00]")
+_HEADER_VALUE_CONTROL = re.compile(r"[\x01-\x08\x0b-\x1f\x7f]")
+_HEADER_VALUE_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 class ValidationError(ValueError):
@@ -143,10 +149,24 @@ def check_headers(errors: Errors, field: str, value: Any) -> None:
     for name, header_value in value.items():
         if not isinstance(name, str) or not _HEADER_NAME.match(name):
             add(errors, field, f"has an invalid header name: {name!r}")
+        elif isinstance(header_value, UnreadableHeaderValue):
+            continue  # the stored ciphertext, kept as it is (see UnreadableHeaderValue)
         elif not isinstance(header_value, str):
             add(errors, field, f"value of {name} must be a string")
-        elif _HEADER_VALUE_FORBIDDEN.search(header_value):
-            add(errors, field, f"value of {name} must not contain CR, LF or NUL")
+        else:
+            check_header_value(errors, field, name, header_value)
+
+
+def check_header_value(errors: Errors, field: str, name: str, value: str) -> None:
+    """A value the HTTP client can send as it is, or the one reason it cannot."""
+    if _HEADER_VALUE_LINE_BREAK.search(value):
+        add(errors, field, f"value of {name} must not contain CR, LF or NUL")
+    elif _HEADER_VALUE_CONTROL.search(value):
+        add(errors, field, f"value of {name} must not contain control characters")
+    elif _HEADER_VALUE_NON_ASCII.search(value):
+        add(errors, field, f"value of {name} must be ASCII text (HTTP sends header values so)")
+    elif value != value.strip(" \t"):
+        add(errors, field, f"value of {name} must not start or end with a space or tab")
 
 
 def check_options(errors: Errors, field: str, value: Any) -> None:

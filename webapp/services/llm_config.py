@@ -34,12 +34,12 @@ def client_settings() -> ClientSettings:
 
 
 def provider_spec(provider: LLMProvider) -> ProviderSpec:
-    # A key the current encryption key cannot read is no key at all to the engine.
+    # A key or header value the current encryption key cannot read is not sent at all.
     return ProviderSpec(
         name=provider.name,
         endpoint=provider.endpoint,
         api_key=provider.api_key if provider.api_key_status == "set" else None,
-        headers=dict(provider.headers or {}),
+        headers=provider.readable_headers,
         llm_options_defaults=dict(provider.llm_options_defaults or {}),
     )
 

@@ -1,5 +1,5 @@
 """Providers: the list with model counts, create / update / delete, enable or disable all
-models, the write-only API key and secret header values."""
+models, the write-only API key and header values."""
 
 from __future__ import annotations
 
@@ -11,18 +11,20 @@ import openai
 from sqlalchemy import case, func, select
 
 from webapp.extensions import db
-from webapp.llm.secrets import scrub
 from webapp.models import LLMModel, LLMProvider
 from webapp.models.llm import API_FORMATS
+from webapp.models.types import is_unreadable
 from webapp.models.validation import Errors
 from webapp.services import records
-from webapp.services.llm_config import client_settings, provider_client, provider_spec
+from webapp.services.llm_config import client_settings, provider_client
 
 # Connection tests and imports answer a person waiting on a page: fail in seconds, not minutes.
 QUICK_REQUEST_TIMEOUT = 10.0
 QUICK_CONNECT_TIMEOUT = 3.0
-# What a page shows instead of a secret header value; sent back, it keeps the stored value.
+# What a page shows instead of a header value; sent back, it keeps the stored value. (Both
+# are non-ASCII, so neither can be a real header value.)
 HIDDEN_HEADER_VALUE = "•••• (hidden)"
+UNREADABLE_HEADER_VALUE = "•••• (unreadable — re-enter it)"
 
 
 class KeepStored(enum.Enum):
@@ -141,28 +143,31 @@ def set_all_enabled(provider: LLMProvider, enabled: bool) -> int:
 
 
 def masked_headers(provider: LLMProvider) -> list[tuple[str, str]]:
-    """Header names with their values, secret-looking values replaced by HIDDEN_HEADER_VALUE."""
-    secrets = provider_spec(provider).secrets
-    shown = []
-    for name, value in (provider.headers or {}).items():
-        text = str(value)
-        hidden = text in secrets or scrub(text, secrets) != text
-        shown.append((name, HIDDEN_HEADER_VALUE if hidden else text))
-    return shown
+    """Header names with a mask for every value: header values are write-only, like the key.
+
+    A value the current encryption key cannot decrypt shows as UNREADABLE_HEADER_VALUE.
+    """
+    return [
+        (name, UNREADABLE_HEADER_VALUE if is_unreadable(value) else HIDDEN_HEADER_VALUE)
+        for name, value in (provider.headers or {}).items()
+    ]
 
 
 def unmask_headers(
     provider: LLMProvider | None, headers: dict[str, Any]
 ) -> tuple[dict[str, Any], list[str]]:
-    """`headers` with each HIDDEN_HEADER_VALUE put back to the stored value.
+    """`headers` with each mask put back to the stored value (a new value replaces it; a
+    header left out is removed).
 
-    Also returns the names sent masked that have no stored value (the user must type them).
+    An unreadable stored value sent back masked stays as it is stored (still unreadable,
+    never sent). Also returns the names sent masked that have no stored value (the user
+    must type them).
     """
     stored = (provider.headers or {}) if provider is not None else {}
     kept = dict(headers)
     missing = []
     for name, value in headers.items():
-        if value != HIDDEN_HEADER_VALUE:
+        if value not in (HIDDEN_HEADER_VALUE, UNREADABLE_HEADER_VALUE):
             continue
         if name in stored:
             kept[name] = stored[name]
