@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from sqlalchemy.orm import Session
+
 from webapp.extensions import db
 from webapp.models import LLMModel, LLMPreset, LLMProvider
 from webapp.models.validation import Errors
@@ -47,3 +49,18 @@ def delete(record: LLMProvider | LLMModel | LLMPreset) -> None:
     """Delete a row; the database cascades to its models and presets."""
     db.session.delete(record)
     db.session.commit()
+
+
+def lock_for_writing(session: Session) -> None:
+    """On SQLite, take the database's write lock now, for the rest of the transaction.
+
+    A deferred SQLite transaction that reads and then writes fails against another writer
+    ("database is locked") instead of waiting; BEGIN IMMEDIATE makes the second writer wait
+    for the first, and then read what the first committed. PostgreSQL needs nothing here:
+    savepoints and unique constraints settle a race there.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    if not connection.connection.driver_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
