@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from flask import current_app, has_app_context
 from sqlalchemy import (
@@ -37,6 +37,12 @@ CAPABILITY_COLUMNS = (
     "supports_streaming",
     "supports_parallel_tool_calls",
 )
+
+
+# Optimistic locking: every UPDATE and DELETE of a versioned row says "WHERE version = <the
+# version this session loaded>" and bumps it (SQLAlchemy's version_id_col), so a write based
+# on a stale read changes nothing and raises StaleDataError instead of silently overwriting
+# someone else's change. Bulk UPDATEs bump it by hand.
 
 
 class RecordMixin:
@@ -107,6 +113,8 @@ class LLMProvider(RecordMixin, db.Model):
     message_overhead_tokens: Mapped[int] = mapped_column(
         nullable=False, default=0, server_default="0"
     )
+    version: Mapped[int] = mapped_column(nullable=False, default=1, server_default="1")
+    __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
 
     llm_models: Mapped[list[LLMModel]] = relationship(
         back_populates="llm_provider",
@@ -164,19 +172,21 @@ class LLMProvider(RecordMixin, db.Model):
         )
 
     def enable_all(self) -> int:
-        """Enable every model of this provider in one UPDATE; returns the row count."""
+        """Enable every disabled model of this provider in one UPDATE; returns how many."""
         return self._set_all_enabled(True)
 
     def disable_all(self) -> int:
-        """Disable every model of this provider in one UPDATE; returns the row count."""
+        """Disable every enabled model of this provider in one UPDATE; returns how many."""
         return self._set_all_enabled(False)
 
     def _set_all_enabled(self, enabled: bool) -> int:
+        # Only the rows that change, and their versions bumped by hand (a bulk UPDATE does not
+        # do it): an edit form opened before this is stale only if its model really changed.
         session = _session_for(self)
         result = session.execute(
             update(LLMModel)
-            .where(LLMModel.llm_provider_id == self.id)
-            .values(enabled=enabled, updated_at=utcnow()),
+            .where(LLMModel.llm_provider_id == self.id, LLMModel.enabled != enabled)
+            .values(enabled=enabled, updated_at=utcnow(), version=LLMModel.version + 1),
             execution_options={"synchronize_session": "fetch"},
         )
         return result.rowcount
@@ -225,6 +235,8 @@ class LLMModel(RecordMixin, db.Model):
     )
     message_overhead_tokens: Mapped[int | None] = mapped_column(nullable=True)
     connection_tested_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    version: Mapped[int] = mapped_column(nullable=False, default=1, server_default="1")
+    __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
 
     llm_provider: Mapped[LLMProvider] = relationship(back_populates="llm_models")
     llm_presets: Mapped[list[LLMPreset]] = relationship(
@@ -307,6 +319,8 @@ class LLMPreset(RecordMixin, db.Model):
     llm_options_overrides: Mapped[dict[str, Any]] = mapped_column(
         JSONObject, nullable=False, default=dict, server_default="{}"
     )
+    version: Mapped[int] = mapped_column(nullable=False, default=1, server_default="1")
+    __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
 
     llm_model: Mapped[LLMModel] = relationship(back_populates="llm_presets")
 
