@@ -180,16 +180,7 @@ class LLMProvider(RecordMixin, db.Model):
         return self._set_all_enabled(False)
 
     def _set_all_enabled(self, enabled: bool) -> int:
-        # Only the rows that change, and their versions bumped by hand (a bulk UPDATE does not
-        # do it): an edit form opened before this is stale only if its model really changed.
-        session = _session_for(self)
-        result = session.execute(
-            update(LLMModel)
-            .where(LLMModel.llm_provider_id == self.id, LLMModel.enabled != enabled)
-            .values(enabled=enabled, updated_at=utcnow(), version=LLMModel.version + 1),
-            execution_options={"synchronize_session": "fetch"},
-        )
-        return result.rowcount
+        return _set_enabled_where(_session_for(self), enabled, LLMModel.llm_provider_id == self.id)
 
     def __repr__(self) -> str:
         return f"<LLMProvider {self.id} {self.name!r}>"
@@ -261,6 +252,11 @@ class LLMModel(RecordMixin, db.Model):
             return self.message_overhead_tokens
         return self.llm_provider.message_overhead_tokens if self.llm_provider else 0
 
+    def set_enabled(self, enabled: bool) -> bool:
+        """Enable or disable this model in one conditional UPDATE (no read-modify-write to
+        race with); True when the row changed."""
+        return _set_enabled_where(_session_for(self), enabled, LLMModel.id == self.id) == 1
+
     @property
     def capabilities(self) -> dict[str, bool]:
         """The five supports_* columns as a map."""
@@ -294,6 +290,21 @@ class LLMModel(RecordMixin, db.Model):
 
     def __repr__(self) -> str:
         return f"<LLMModel {self.id} {self.model!r}>"
+
+
+def _set_enabled_where(session: Session, enabled: bool, *criteria: Any) -> int:
+    """Set `enabled` on the models matching `criteria` in one UPDATE; returns how many changed.
+
+    Only the rows that change, with their versions bumped by hand (a bulk UPDATE does not do
+    it): an edit form opened before is refused only if its model really changed.
+    """
+    result = session.execute(
+        update(LLMModel)
+        .where(*criteria, LLMModel.enabled != enabled)
+        .values(enabled=enabled, updated_at=utcnow(), version=LLMModel.version + 1),
+        execution_options={"synchronize_session": "fetch"},
+    )
+    return result.rowcount
 
 
 class LLMPreset(RecordMixin, db.Model):
