@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from tests.support.factories import make_model, make_provider
 from webapp.extensions import db
@@ -57,3 +57,17 @@ def test_every_id_already_committed_adds_nothing_and_raises_nothing(
 
     assert (outcome.added, outcome.skipped) == ([], ["a", "b"])
     assert model_counts(provider) == {"a": 1, "b": 1}
+
+
+def test_importing_into_a_provider_deleted_meanwhile_adds_nothing_and_raises_nothing(
+    app: Any,
+) -> None:
+    provider = make_provider()
+    provider_id = provider.id  # loaded, as in the request that read it
+    with db.engine.begin() as connection:
+        connection.execute(text("DELETE FROM llm_providers WHERE id = :id"), {"id": provider_id})
+
+    outcome = model_import.import_models(provider, ["a", "b"])
+
+    assert (outcome.added, outcome.skipped) == ([], ["a", "b"])
+    assert db.session.scalar(select(func.count()).select_from(LLMModel)) == 0

@@ -128,9 +128,9 @@ def import_models(provider_id: int) -> ResponseReturnValue:
     outcome = model_import.import_models(provider, ImportForm().model_ids.data or [])
     if not outcome.added and not outcome.skipped:
         flash("No models were selected.", "error")
-        return redirect_for_htmx(url_for("providers.import_form", provider_id=provider.id))
+        return redirect_for_htmx(url_for("providers.import_form", provider_id=provider_id))
     message = f"Added {plural(len(outcome.added), 'model')} (disabled)."
     if outcome.skipped:
         message += f" Skipped {len(outcome.skipped)}: already there or not a valid id."
     flash(message, "success")
-    return redirect_for_htmx(url_for("models.index", provider=provider.id))
+    return redirect_for_htmx(url_for("models.index", provider=provider_id))

@@ -60,8 +60,8 @@ def _clean_model_ids(ids: Iterable[Any]) -> tuple[list[str], list[str]]:
     return usable, rejected
 
 
-def _existing_model_ids(provider: LLMProvider) -> set[str]:
-    query = select(LLMModel.model).where(LLMModel.llm_provider_id == provider.id)
+def _existing_model_ids(provider_id: int) -> set[str]:
+    query = select(LLMModel.model).where(LLMModel.llm_provider_id == provider_id)
     return set(db.session.scalars(query))
 
 
@@ -75,7 +75,7 @@ def fetch_import_listing(provider: LLMProvider) -> ImportListing:
         ids, _ = _clean_model_ids(getattr(item, "id", None) for item in data)
     except Exception as error:  # the edge: any failure is shown, not raised
         return ImportListing(error=describe_upstream_error(error, provider_spec(provider).secrets))
-    existing = _existing_model_ids(provider)
+    existing = _existing_model_ids(provider.id)
     candidates = [ImportCandidate(model_id, model_id in existing) for model_id in sorted(ids)]
     return ImportListing(candidates[:MAX_IMPORT_IDS])
 
@@ -91,9 +91,10 @@ def import_models(provider: LLMProvider, model_ids: Iterable[str]) -> ImportOutc
     wanted, rejected = _clean_model_ids(list(model_ids)[:MAX_IMPORT_IDS])
     if not wanted:
         return ImportOutcome([], rejected)
-    inserted = _insert_batch(provider.id, wanted)
+    provider_id = provider.id  # read now: a rollback expires the row (it may be gone)
+    inserted = _insert_batch(provider_id, wanted)
     if inserted is None:
-        inserted = _insert_one_by_one(provider.id, wanted)
+        inserted = _insert_one_by_one(provider_id, wanted)
     added = [model_id for model_id in wanted if model_id in inserted]
     skipped = [model_id for model_id in wanted if model_id not in inserted] + rejected
     return ImportOutcome(added, skipped)
@@ -103,7 +104,7 @@ def _new_ids(provider_id: int, wanted: list[str]) -> list[str]:
     """The wanted ids the provider does not have yet, sorted: every importer inserts in the
     same order, so two of them wait for each other instead of deadlocking (PostgreSQL)."""
     records.lock_for_writing(db.session)
-    existing = _existing_model_ids(db.session.get_one(LLMProvider, provider_id))
+    existing = _existing_model_ids(provider_id)
     return sorted(model_id for model_id in wanted if model_id not in existing)
 
 
