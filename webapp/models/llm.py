@@ -39,12 +39,6 @@ CAPABILITY_COLUMNS = (
 )
 
 
-# Optimistic locking: every UPDATE and DELETE of a versioned row says "WHERE version = <the
-# version this session loaded>" and bumps it (SQLAlchemy's version_id_col), so a write based
-# on a stale read changes nothing and raises StaleDataError instead of silently overwriting
-# someone else's change. Bulk UPDATEs bump it by hand.
-
-
 class RecordMixin:
     """Timestamps, column defaults applied at construction, and per-field validation."""
 
@@ -113,6 +107,10 @@ class LLMProvider(RecordMixin, db.Model):
     message_overhead_tokens: Mapped[int] = mapped_column(
         nullable=False, default=0, server_default="0"
     )
+    # Optimistic locking (here and on models and presets): every ORM UPDATE or DELETE says
+    # "WHERE version = <the version read>" and bumps it, so a write based on a stale read
+    # changes nothing and raises StaleDataError instead of overwriting someone else's change.
+    # Bulk UPDATEs bump it by hand.
     version: Mapped[int] = mapped_column(nullable=False, default=1, server_default="1")
     __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
 
