@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from webapp.models import LLMModel, LLMPreset, LLMProvider, ValidationError
 from webapp.models.llm import DEFAULT_PRESET_KEY
 from webapp.models.validation import is_private_target
+from webapp.services.records import lock_for_writing
 
 T = TypeVar("T", LLMProvider, LLMModel, LLMPreset)
 
@@ -249,21 +250,6 @@ def seed_mock(session: Session, report: SeedReport, base_url: str) -> None:
     )
 
 
-def _lock_for_writing(session: Session) -> None:
-    """On SQLite, take the write lock up front.
-
-    A deferred SQLite transaction that reads and then writes deadlocks against another
-    writer ("database is locked") instead of waiting; BEGIN IMMEDIATE makes a second run
-    wait for the first. PostgreSQL needs nothing: savepoints and unique constraints settle
-    a race there.
-    """
-    connection = session.connection()
-    if connection.dialect.name != "sqlite":
-        return
-    if not connection.connection.driver_connection.in_transaction:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
 def seed_llm(session: Session, settings: Mapping[str, Any]) -> SeedReport:
     """Create whatever of the LLM seed data is missing; commit; report what happened.
 
@@ -271,7 +257,7 @@ def seed_llm(session: Session, settings: Mapping[str, Any]) -> SeedReport:
     MOCK_LLM_BASE_URL and OPENROUTER_* fill in provider fields.
     """
     report = SeedReport()
-    _lock_for_writing(session)
+    lock_for_writing(session)
     for name, base_url, api_prefix in PROVIDERS:
         if settings.get("BLOCK_PRIVATE_URLS") and is_private_target(base_url):
             report.skipped.append(f"provider {name} (private address blocked)")

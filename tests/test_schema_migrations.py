@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 
 from webapp import create_app
@@ -200,3 +200,52 @@ def test_0004_encrypts_the_header_values_written_at_0003_and_0003_decrypts_them(
     downgrade(revision="0003")
 
     assert raw_headers() == {with_headers: headers, without: {}}
+
+
+def test_0005_adds_versions_with_existing_rows_at_version_1(scratch_app: Any) -> None:
+    upgrade(revision="0004")
+    now = "2026-11-30 12:00:00+00:00"
+    stamps = {"created_at": now, "updated_at": now}
+    provider = insert(
+        "llm_providers",
+        name="P",
+        api_format="openai",
+        base_url="http://127.0.0.1:9",
+        api_prefix="/v1",
+        headers="{}",
+        llm_options_defaults="{}",
+        message_overhead_tokens=0,
+        **stamps,
+    )
+    model = insert(
+        "llm_models",
+        llm_provider_id=provider,
+        model="m",
+        name="M",
+        enabled=True,
+        supports_tool_calling=False,
+        supports_response_format_json_object=False,
+        supports_response_format_json_schema=False,
+        supports_streaming=True,
+        supports_parallel_tool_calls=False,
+        context_window_tokens=0,
+        **stamps,
+    )
+    insert(
+        "llm_presets",
+        llm_model_id=model,
+        key="default",
+        name="Default",
+        llm_options_overrides="{}",
+        **stamps,
+    )
+
+    upgrade(revision="0005")
+
+    inspector = inspect(db.engine)
+    for table in ("llm_providers", "llm_models", "llm_presets"):
+        version = {c["name"]: c for c in inspector.get_columns(table)}["version"]
+        assert version["nullable"] is False, table
+        assert str(version["default"]).strip("'") == "1", table
+        with db.engine.connect() as connection:
+            assert connection.execute(text(f"SELECT version FROM {table}")).scalars().all() == [1]

@@ -36,6 +36,7 @@ def test_tables_and_columns_are_the_contract(db: Any) -> None:
         "message_overhead_tokens",
         "created_at",
         "updated_at",
+        "version",
     }
     assert columns["llm_models"] == {
         "id",
@@ -55,6 +56,7 @@ def test_tables_and_columns_are_the_contract(db: Any) -> None:
         "connection_tested_at",
         "created_at",
         "updated_at",
+        "version",
     }
     assert columns["llm_presets"] == {
         "id",
@@ -65,6 +67,7 @@ def test_tables_and_columns_are_the_contract(db: Any) -> None:
         "llm_options_overrides",
         "created_at",
         "updated_at",
+        "version",
     }
 
 

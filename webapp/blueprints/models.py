@@ -9,12 +9,13 @@ from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
 from webapp.extensions import db
-from webapp.forms import ModelForm, ModelListQuery, save_form
+from webapp.forms import DeleteForm, ModelForm, ModelListQuery, save_form
 from webapp.htmx import is_htmx_fragment_request, redirect_for_htmx
 from webapp.models import LLMModel
 from webapp.services import llm_models
 from webapp.services.presets import presets_of
 from webapp.services.providers import provider_choices
+from webapp.services.records import StaleRecordError
 
 bp = Blueprint("models", __name__, url_prefix="/models")
 
@@ -72,12 +73,28 @@ def update(model_id: int) -> ResponseReturnValue:
     return _save(db.get_or_404(LLMModel, model_id))
 
 
+def _current(model_id: int) -> LLMModel | None:
+    """The model as it is now (after a stale write: a fresh read), or None when gone."""
+    db.session.rollback()
+    return db.session.get(LLMModel, model_id)
+
+
 def _save(model: LLMModel | None) -> ResponseReturnValue:
-    """Create (model None) or update from the posted form; the form again on errors."""
+    """Create (model None) or update from the posted form; the form again on errors, or
+    with the current values (409) when someone else changed the model meanwhile."""
     form = ModelForm(model)
-    saved = save_form(
-        form, partial(llm_models.model_errors, model), partial(llm_models.save_model, model)
-    )
+    model_id = model.id if model else None
+    try:
+        saved = save_form(
+            form,
+            partial(llm_models.model_errors, model),
+            partial(llm_models.save_model, model, expected_version=form.expected_version),
+            record=model,
+        )
+    except StaleRecordError:
+        assert model_id is not None  # only an existing row can be stale
+        current = _current(model_id)
+        return _render_form(current, form.for_conflict(current), 409)
     if saved is None:
         return _render_form(model, form, 422)
     flash(f"{'Saved' if model else 'Created'} model {saved.name}.", "success")
@@ -88,7 +105,15 @@ def _save(model: LLMModel | None) -> ResponseReturnValue:
 def delete(model_id: int) -> ResponseReturnValue:
     model = db.get_or_404(LLMModel, model_id)
     name, provider_id = model.name, model.llm_provider_id
-    llm_models.delete_model(model)
+    try:
+        llm_models.delete_model(model, DeleteForm().version.data)
+    except StaleRecordError:
+        current = _current(model_id)
+        if current is None:
+            flash(f"Model {name} was already deleted.", "success")
+            return redirect_for_htmx(url_for("models.index", provider=provider_id))
+        form = ModelForm(current, formdata=None).for_refused_delete()
+        return _render_form(current, form, 409)
     flash(f"Deleted model {name}.", "success")
     return redirect_for_htmx(url_for("models.index", provider=provider_id))
 
@@ -100,10 +125,12 @@ def toggle(model_id: int) -> ResponseReturnValue:
     enabled = TOGGLE_VALUES.get(request.form.get("enabled", ""))
     if enabled is None:
         abort(400)
-    llm_models.set_model_enabled(model, enabled)
+    name = model.name
+    if not llm_models.set_model_enabled(model, enabled):
+        abort(404)  # deleted meanwhile
     if is_htmx_fragment_request():
-        return render_template("models/_row.html", rows=[llm_models.model_row(model.id)])
-    flash(f"{'Enabled' if enabled else 'Disabled'} {model.name}.", "success")
+        return render_template("models/_row.html", rows=[llm_models.model_row(model_id)])
+    flash(f"{'Enabled' if enabled else 'Disabled'} {name}.", "success")
     return redirect_for_htmx(url_for("models.index"))
 
 

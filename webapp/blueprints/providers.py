@@ -8,10 +8,11 @@ from flask import Blueprint, flash, render_template, url_for
 from flask.typing import ResponseReturnValue
 
 from webapp.extensions import db
-from webapp.forms import ImportForm, ProviderForm, save_form
+from webapp.forms import DeleteForm, ImportForm, ProviderForm, save_form
 from webapp.htmx import redirect_for_htmx
 from webapp.models import LLMProvider
 from webapp.services import model_import, providers
+from webapp.services.records import StaleRecordError
 from webapp.templating import plural
 
 bp = Blueprint("providers", __name__, url_prefix="/providers")
@@ -49,14 +50,28 @@ def update(provider_id: int) -> ResponseReturnValue:
     return _save(db.get_or_404(LLMProvider, provider_id))
 
 
+def _current(provider_id: int) -> LLMProvider | None:
+    """The provider as it is now (after a stale write: a fresh read), or None when gone."""
+    db.session.rollback()
+    return db.session.get(LLMProvider, provider_id)
+
+
 def _save(provider: LLMProvider | None) -> ResponseReturnValue:
-    """Create (provider None) or update from the posted form; the form again on errors."""
+    """Create (provider None) or update from the posted form; the form again on errors, or
+    with the current values (409) when someone else changed the provider meanwhile."""
     form = ProviderForm(provider)
-    saved = save_form(
-        form,
-        partial(providers.provider_errors, provider),
-        partial(providers.save_provider, provider),
-    )
+    provider_id = provider.id if provider else None
+    try:
+        saved = save_form(
+            form,
+            partial(providers.provider_errors, provider),
+            partial(providers.save_provider, provider, expected_version=form.expected_version),
+            record=provider,
+        )
+    except StaleRecordError:
+        assert provider_id is not None  # only an existing row can be stale
+        current = _current(provider_id)
+        return _render_form(current, form.for_conflict(current), 409)
     if saved is None:
         return _render_form(provider, form, 422)
     flash(f"{'Saved' if provider else 'Created'} provider {saved.name}.", "success")
@@ -67,7 +82,15 @@ def _save(provider: LLMProvider | None) -> ResponseReturnValue:
 def delete(provider_id: int) -> ResponseReturnValue:
     provider = db.get_or_404(LLMProvider, provider_id)
     name = provider.name
-    count = providers.delete_provider(provider)
+    try:
+        count = providers.delete_provider(provider, DeleteForm().version.data)
+    except StaleRecordError:
+        current = _current(provider_id)
+        if current is None:
+            flash(f"Provider {name} was already deleted.", "success")
+            return redirect_for_htmx(url_for("providers.index"))
+        form = ProviderForm(current, formdata=None).for_refused_delete()
+        return _render_form(current, form, 409)
     flash(f"Deleted provider {name} and its {plural(count, 'model')}.", "success")
     return redirect_for_htmx(url_for("providers.index"))
 
@@ -84,9 +107,10 @@ def disable_all(provider_id: int) -> ResponseReturnValue:
 
 def _set_all_enabled(provider_id: int, enabled: bool) -> ResponseReturnValue:
     provider = db.get_or_404(LLMProvider, provider_id)
+    name = provider.name
     count = providers.set_all_enabled(provider, enabled)
     verb = "Enabled" if enabled else "Disabled"
-    flash(f"{verb} {plural(count, 'model')} of {provider.name}.", "success")
+    flash(f"{verb} {plural(count, 'model')} of {name}.", "success")
     return redirect_for_htmx(url_for("providers.index"))
 
 
@@ -104,9 +128,9 @@ def import_models(provider_id: int) -> ResponseReturnValue:
     outcome = model_import.import_models(provider, ImportForm().model_ids.data or [])
     if not outcome.added and not outcome.skipped:
         flash("No models were selected.", "error")
-        return redirect_for_htmx(url_for("providers.import_form", provider_id=provider.id))
+        return redirect_for_htmx(url_for("providers.import_form", provider_id=provider_id))
     message = f"Added {plural(len(outcome.added), 'model')} (disabled)."
     if outcome.skipped:
         message += f" Skipped {len(outcome.skipped)}: already there or not a valid id."
     flash(message, "success")
-    return redirect_for_htmx(url_for("models.index", provider=provider.id))
+    return redirect_for_htmx(url_for("models.index", provider=provider_id))

@@ -2,13 +2,14 @@
 and handing the services typed values."""
 
 from webapp.forms.auth import LoginForm, SetupForm
-from webapp.forms.base import Form, RecordForm, add_errors, save_form
+from webapp.forms.base import DeleteForm, Form, RecordForm, add_errors, save_form
 from webapp.forms.chat import RenameForm
 from webapp.forms.models import ModelForm, ModelListQuery
 from webapp.forms.presets import PresetForm
 from webapp.forms.providers import ImportForm, ProviderForm
 
 __all__ = [
+    "DeleteForm",
     "Form",
     "ImportForm",
     "LoginForm",

@@ -14,6 +14,7 @@ from typing import Any
 
 from wtforms import BooleanField, Field, Form
 from wtforms.validators import StopValidation, ValidationError
+from wtforms.widgets import HiddenInput
 
 from webapp.models.validation import MAX_INT, UNSTORABLE_MESSAGE, is_storable
 from webapp.templating import pretty_json
@@ -191,6 +192,27 @@ class IdChoiceField(Field):
         typed = _typed_text(self)
         if typed is not None:
             return typed
+        return "" if self.data is None else str(self.data)
+
+
+class VersionField(Field):
+    """The version of the row an edit form was loaded with, sent back hidden (optimistic
+    locking). Blank or absent is None (no check: a client that does not send it); anything
+    but a whole number is 0, a version no row has, so the save is refused as stale."""
+
+    widget = HiddenInput()
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        text = (_typed_text(self) or "").strip()
+        if not text:
+            self.data = None
+            return
+        try:
+            self.data = parse_whole_number(text)
+        except ValueError:
+            self.data = 0
+
+    def _value(self) -> str:
         return "" if self.data is None else str(self.data)
 
 

@@ -26,6 +26,7 @@ ENABLED_FILTERS = {"yes": True, "no": False}
 
 
 class ModelForm(RecordForm[ModelFields]):
+    noun = "model"
     llm_provider_id = IdChoiceField("Provider", missing_message=PROVIDER_GONE)
     model = TextField("Model id", [Storable()])
     name = TextField("Name", [Storable()])

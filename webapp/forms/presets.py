@@ -11,6 +11,7 @@ from webapp.services.presets import PresetFields
 
 
 class PresetForm(RecordForm[PresetFields]):
+    noun = "preset"
     name = TextField("Name", [Storable()])
     key = TextField("Key", [Storable()])
     llm_options_overrides = JSONObjectField("Option overrides (JSON)")

@@ -30,6 +30,7 @@ MAX_API_KEY_LENGTH = 1000
 
 
 class ProviderForm(RecordForm[ProviderFields]):
+    noun = "provider"
     name = TextField("Name", [Storable()])
     api_format = TextField("API format", [Storable()], default=API_FORMATS[0])
     base_url = TextField("Base URL", [Storable()])
@@ -54,10 +55,19 @@ class ProviderForm(RecordForm[ProviderFields]):
                     "headers": dict(masked_headers(provider)),
                     "llm_options_defaults": provider.llm_options_defaults,
                     "message_overhead_tokens": provider.message_overhead_tokens,
+                    "version": provider.version,
                 },
             )
         super().__init__(**kwargs)
         self.provider = provider
+
+    # A stale save's typed API key is not kept (keys are never sent back to the browser).
+    api_key_not_kept = False
+
+    def for_conflict(self, current: LLMProvider | None) -> ProviderForm:
+        fresh = super().for_conflict(current)
+        fresh.api_key_not_kept = bool(self.typed_api_key)
+        return fresh
 
     @property
     def typed_key_dropped(self) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from flask import current_app, has_app_context
 from sqlalchemy import (
@@ -116,6 +116,12 @@ class LLMProvider(RecordMixin, db.Model):
     message_overhead_tokens: Mapped[int] = mapped_column(
         nullable=False, default=0, server_default="0"
     )
+    # Optimistic locking (here and on models and presets): every ORM UPDATE or DELETE says
+    # "WHERE version = <the version read>" and bumps it, so a write based on a stale read
+    # changes nothing and raises StaleDataError instead of overwriting someone else's change.
+    # Bulk UPDATEs bump it by hand.
+    version: Mapped[int] = mapped_column(nullable=False, default=1, server_default="1")
+    __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
 
     llm_models: Mapped[list[LLMModel]] = relationship(
         back_populates="llm_provider",
@@ -187,22 +193,15 @@ class LLMProvider(RecordMixin, db.Model):
         )
 
     def enable_all(self) -> int:
-        """Enable every model of this provider in one UPDATE; returns the row count."""
+        """Enable every disabled model of this provider in one UPDATE; returns how many."""
         return self._set_all_enabled(True)
 
     def disable_all(self) -> int:
-        """Disable every model of this provider in one UPDATE; returns the row count."""
+        """Disable every enabled model of this provider in one UPDATE; returns how many."""
         return self._set_all_enabled(False)
 
     def _set_all_enabled(self, enabled: bool) -> int:
-        session = _session_for(self)
-        result = session.execute(
-            update(LLMModel)
-            .where(LLMModel.llm_provider_id == self.id)
-            .values(enabled=enabled, updated_at=utcnow()),
-            execution_options={"synchronize_session": "fetch"},
-        )
-        return result.rowcount
+        return _set_enabled_where(_session_for(self), enabled, LLMModel.llm_provider_id == self.id)
 
     def __repr__(self) -> str:
         return f"<LLMProvider {self.id} {self.name!r}>"
@@ -248,6 +247,8 @@ class LLMModel(RecordMixin, db.Model):
     )
     message_overhead_tokens: Mapped[int | None] = mapped_column(nullable=True)
     connection_tested_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    version: Mapped[int] = mapped_column(nullable=False, default=1, server_default="1")
+    __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
 
     llm_provider: Mapped[LLMProvider] = relationship(back_populates="llm_models")
     llm_presets: Mapped[list[LLMPreset]] = relationship(
@@ -271,6 +272,11 @@ class LLMModel(RecordMixin, db.Model):
         if self.message_overhead_tokens is not None:
             return self.message_overhead_tokens
         return self.llm_provider.message_overhead_tokens if self.llm_provider else 0
+
+    def set_enabled(self, enabled: bool) -> bool:
+        """Enable or disable this model in one conditional UPDATE (no read-modify-write to
+        race with); True when the row changed."""
+        return _set_enabled_where(_session_for(self), enabled, LLMModel.id == self.id) == 1
 
     @property
     def capabilities(self) -> dict[str, bool]:
@@ -307,6 +313,21 @@ class LLMModel(RecordMixin, db.Model):
         return f"<LLMModel {self.id} {self.model!r}>"
 
 
+def _set_enabled_where(session: Session, enabled: bool, *criteria: Any) -> int:
+    """Set `enabled` on the models matching `criteria` in one UPDATE; returns how many changed.
+
+    Only the rows that change, with their versions bumped by hand (a bulk UPDATE does not do
+    it): an edit form opened before is refused only if its model really changed.
+    """
+    result = session.execute(
+        update(LLMModel)
+        .where(*criteria, LLMModel.enabled != enabled)
+        .values(enabled=enabled, updated_at=utcnow(), version=LLMModel.version + 1),
+        execution_options={"synchronize_session": "fetch"},
+    )
+    return result.rowcount
+
+
 class LLMPreset(RecordMixin, db.Model):
     __tablename__ = "llm_presets"
     __table_args__ = (
@@ -330,6 +351,8 @@ class LLMPreset(RecordMixin, db.Model):
     llm_options_overrides: Mapped[dict[str, Any]] = mapped_column(
         JSONObject, nullable=False, default=dict, server_default="{}"
     )
+    version: Mapped[int] = mapped_column(nullable=False, default=1, server_default="1")
+    __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
 
     llm_model: Mapped[LLMModel] = relationship(back_populates="llm_presets")
 

@@ -11,6 +11,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any, TypedDict, Unpack
 
+from sqlalchemy import update
+
 from webapp.extensions import db
 from webapp.llm import prepare, run
 from webapp.llm import results as codes
@@ -145,8 +147,14 @@ def check_model_connection(llm_model: LLMModel, *, client: Any = None) -> Result
     """
     spec: ModelSpec = model_spec(llm_model)
     result = run.ping(spec, client or provider_client(llm_model.llm_provider))
-    llm_model.connection_tested_at = utcnow() if result.success else None
+    tested_at = utcnow() if result.success else None
+    # A plain UPDATE, not an edit: it leaves the version alone (an edit form opened before
+    # the test still saves) and a model deleted meanwhile is no error.
+    db.session.execute(
+        update(LLMModel).where(LLMModel.id == llm_model.id).values(connection_tested_at=tested_at),
+        execution_options={"synchronize_session": "fetch"},
+    )
     db.session.commit()
     if not result.success:
         return result
-    return Result.ok(**result.value, tested_at=llm_model.connection_tested_at)
+    return Result.ok(**result.value, tested_at=tested_at)

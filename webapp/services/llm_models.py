@@ -232,11 +232,15 @@ def model_errors(model: LLMModel | None, fields: ModelFields) -> Errors:
     return records.validation_errors_for(LLMModel, model, _attributes(fields))
 
 
-def save_model(model: LLMModel | None, fields: ModelFields) -> LLMModel:
-    """Create (model None) or update a model, possibly moving it to another provider.
+def save_model(
+    model: LLMModel | None, fields: ModelFields, expected_version: int | None = None
+) -> LLMModel:
+    """Create (model None) or update a model, possibly moving it to another provider; an
+    update based on `expected_version` (the version the edit was loaded with; None: no check).
 
-    Raises `ValidationError` (also when the provider is gone) or `IntegrityError` (a
-    concurrent request took the model id or key), with the session rolled back.
+    Raises `ValidationError` (also when the provider is gone), `IntegrityError` (a
+    concurrent request took the model id or key) or `StaleRecordError` (someone else changed
+    or deleted it meanwhile), with the session rolled back.
     """
     attributes = _attributes(fields)
     # The relation, not just the column: validation reads the provider from it.
@@ -245,17 +249,26 @@ def save_model(model: LLMModel | None, fields: ModelFields) -> LLMModel:
         db.session.rollback()
         raise ValidationError({"llm_provider_id": [PROVIDER_GONE]})
     attributes["llm_provider"] = provider
-    return records.save(model or LLMModel(), attributes)
+    return records.save(model or LLMModel(), attributes, expected_version)
 
 
-def delete_model(model: LLMModel) -> None:
-    """Delete a model and its presets."""
-    records.delete(model)
+def delete_model(model: LLMModel, expected_version: int | None = None) -> None:
+    """Delete a model and its presets; `StaleRecordError` (nothing deleted) when it is not at
+    `expected_version`."""
+    records.delete(model, expected_version)
 
 
-def set_model_enabled(model: LLMModel, enabled: bool) -> None:
-    model.enabled = enabled
+def set_model_enabled(model: LLMModel, enabled: bool) -> bool:
+    """Enable or disable a model; False when it was deleted meanwhile.
+
+    The toggle sets one column to the value the user chose, whatever else changed since the
+    list was drawn, so it names no version; it still bumps the version, so an edit form
+    opened before it is refused rather than switching the model back.
+    """
+    model_id = model.id
+    model.set_enabled(enabled)
     db.session.commit()
+    return db.session.scalar(select(LLMModel.id).where(LLMModel.id == model_id)) is not None
 
 
 def run_connection_test(model: LLMModel) -> Result:

@@ -11,8 +11,9 @@ from sqlalchemy.exc import IntegrityError
 
 from webapp.extensions import db
 from webapp.llm.errors import describe_upstream_error
-from webapp.models import LLMModel, LLMProvider
+from webapp.models import LLMModel, LLMProvider, ValidationError
 from webapp.models.validation import is_storable
+from webapp.services import records
 from webapp.services.llm_config import provider_spec
 from webapp.services.providers import quick_client
 
@@ -59,8 +60,8 @@ def _clean_model_ids(ids: Iterable[Any]) -> tuple[list[str], list[str]]:
     return usable, rejected
 
 
-def _existing_model_ids(provider: LLMProvider) -> set[str]:
-    query = select(LLMModel.model).where(LLMModel.llm_provider_id == provider.id)
+def _existing_model_ids(provider_id: int) -> set[str]:
+    query = select(LLMModel.model).where(LLMModel.llm_provider_id == provider_id)
     return set(db.session.scalars(query))
 
 
@@ -74,7 +75,7 @@ def fetch_import_listing(provider: LLMProvider) -> ImportListing:
         ids, _ = _clean_model_ids(getattr(item, "id", None) for item in data)
     except Exception as error:  # the edge: any failure is shown, not raised
         return ImportListing(error=describe_upstream_error(error, provider_spec(provider).secrets))
-    existing = _existing_model_ids(provider)
+    existing = _existing_model_ids(provider.id)
     candidates = [ImportCandidate(model_id, model_id in existing) for model_id in sorted(ids)]
     return ImportListing(candidates[:MAX_IMPORT_IDS])
 
@@ -82,22 +83,59 @@ def fetch_import_listing(provider: LLMProvider) -> ImportListing:
 def import_models(provider: LLMProvider, model_ids: Iterable[str]) -> ImportOutcome:
     """Create the given models, disabled, named after their id, in one transaction.
 
-    Create-only: ids the provider already has (also ones added meanwhile by someone else) are
-    skipped, never changed; ids that cannot be model ids are skipped too.
+    Create-only: ids the provider already has (also ones another request commits while this
+    one runs) are skipped, never changed; ids that cannot be model ids are skipped too. A
+    clash on one id never loses the others: after a failed batch each id gets its own
+    savepoint.
     """
     wanted, rejected = _clean_model_ids(list(model_ids)[:MAX_IMPORT_IDS])
-    for _attempt in range(3):
-        existing = _existing_model_ids(provider)
-        added = [model_id for model_id in wanted if model_id not in existing]
-        skipped = [model_id for model_id in wanted if model_id in existing] + rejected
-        db.session.add_all(
-            LLMModel(llm_provider=provider, model=model_id, name=model_id, enabled=False)
-            for model_id in added
-        )
+    if not wanted:
+        return ImportOutcome([], rejected)
+    provider_id = provider.id  # read now: a rollback expires the row (it may be gone)
+    inserted = _insert_batch(provider_id, wanted)
+    if inserted is None:
+        inserted = _insert_one_by_one(provider_id, wanted)
+    added = [model_id for model_id in wanted if model_id in inserted]
+    skipped = [model_id for model_id in wanted if model_id not in inserted] + rejected
+    return ImportOutcome(added, skipped)
+
+
+def _new_ids(provider_id: int, wanted: list[str]) -> list[str]:
+    """The wanted ids the provider does not have yet, sorted: every importer inserts in the
+    same order, so two of them wait for each other instead of deadlocking (PostgreSQL)."""
+    records.lock_for_writing(db.session)
+    existing = _existing_model_ids(provider_id)
+    return sorted(model_id for model_id in wanted if model_id not in existing)
+
+
+def _new_model(provider_id: int, model_id: str) -> LLMModel:
+    # By id, not by relation: a row rolled back to its savepoint must not stay in the
+    # provider's collection and come back at the next flush.
+    return LLMModel(llm_provider_id=provider_id, model=model_id, name=model_id, enabled=False)
+
+
+def _insert_batch(provider_id: int, wanted: list[str]) -> set[str] | None:
+    """All new ids in one flush (the common case); None when another request got in first."""
+    new_ids = _new_ids(provider_id, wanted)
+    db.session.add_all(_new_model(provider_id, model_id) for model_id in new_ids)
+    try:
+        db.session.commit()
+    except (IntegrityError, ValidationError):
+        db.session.rollback()
+        return None
+    return set(new_ids)
+
+
+def _insert_one_by_one(provider_id: int, wanted: list[str]) -> set[str]:
+    """Each new id in its own savepoint: one that someone else committed meanwhile (the
+    unique constraint, or validation seeing their row) is skipped, the others are kept."""
+    inserted: set[str] = set()
+    for model_id in _new_ids(provider_id, wanted):
         try:
-            db.session.commit()
-            return ImportOutcome(added, skipped)
-        except IntegrityError:
-            # Someone imported some of the same ids meanwhile: look again, skip those.
-            db.session.rollback()
-    return ImportOutcome([], wanted + rejected)
+            with db.session.begin_nested():
+                db.session.add(_new_model(provider_id, model_id))
+        except (IntegrityError, ValidationError):
+            continue
+        inserted.add(model_id)
+    db.session.commit()
+    return inserted

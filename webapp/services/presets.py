@@ -71,17 +71,26 @@ def preset_errors(model: LLMModel, preset: LLMPreset | None, fields: PresetField
     return records.validation_errors_for(LLMPreset, preset, _attributes(model, fields))
 
 
-def save_preset(model: LLMModel, preset: LLMPreset | None, fields: PresetFields) -> LLMPreset:
-    """Create (preset None) or update one of `model`'s presets.
+def save_preset(
+    model: LLMModel,
+    preset: LLMPreset | None,
+    fields: PresetFields,
+    expected_version: int | None = None,
+) -> LLMPreset:
+    """Create (preset None) or update one of `model`'s presets; an update based on
+    `expected_version` (the version the edit was loaded with; None: no check).
 
-    Raises `ValidationError` or `IntegrityError` (a concurrent request took the key), with
-    the session rolled back.
+    Raises `ValidationError`, `IntegrityError` (a concurrent request took the key) or
+    `StaleRecordError` (someone else changed or deleted it meanwhile), with the session
+    rolled back.
     """
     attributes = _attributes(model, fields)
     del attributes["llm_model_id"]
     attributes["llm_model"] = model
-    return records.save(preset or LLMPreset(), attributes)
+    return records.save(preset or LLMPreset(), attributes, expected_version)
 
 
-def delete_preset(preset: LLMPreset) -> None:
-    records.delete(preset)
+def delete_preset(preset: LLMPreset, expected_version: int | None = None) -> None:
+    """Delete a preset; `StaleRecordError` (nothing deleted) when it is not at
+    `expected_version`."""
+    records.delete(preset, expected_version)

@@ -117,21 +117,28 @@ def provider_errors(provider: LLMProvider | None, fields: ProviderFields) -> Err
     return records.validation_errors_for(LLMProvider, provider, _attributes(fields))
 
 
-def save_provider(provider: LLMProvider | None, fields: ProviderFields) -> LLMProvider:
-    """Create (provider None) or update a provider.
+def save_provider(
+    provider: LLMProvider | None, fields: ProviderFields, expected_version: int | None = None
+) -> LLMProvider:
+    """Create (provider None) or update a provider; an update based on `expected_version`
+    (the version the edit was loaded with; None: no check).
 
-    Raises `ValidationError` or `IntegrityError` (a concurrent request took the name), with
-    the session rolled back.
+    Raises `ValidationError`, `IntegrityError` (a concurrent request took the name) or
+    `StaleRecordError` (someone else changed or deleted it meanwhile), with the session
+    rolled back.
     """
-    return records.save(provider or LLMProvider(), _attributes(fields))
+    return records.save(provider or LLMProvider(), _attributes(fields), expected_version)
 
 
-def delete_provider(provider: LLMProvider) -> int:
-    """Delete a provider with its models and their presets; returns how many models went."""
+def delete_provider(provider: LLMProvider, expected_version: int | None = None) -> int:
+    """Delete a provider with its models and their presets; returns how many models went.
+
+    Raises `StaleRecordError` (nothing deleted) when it is not at `expected_version`.
+    """
     count = db.session.scalar(
         select(func.count(LLMModel.id)).where(LLMModel.llm_provider_id == provider.id)
     )
-    records.delete(provider)
+    records.delete(provider, expected_version)
     return int(count or 0)
 
 

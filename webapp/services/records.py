@@ -5,11 +5,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
 from webapp.extensions import db
 from webapp.models import LLMModel, LLMPreset, LLMProvider
 from webapp.models.validation import Errors
 
 Record = TypeVar("Record", LLMProvider, LLMModel, LLMPreset)
+
+
+class StaleRecordError(Exception):
+    """The row changed, or was deleted, after the version a write was based on: nothing
+    was written (optimistic locking)."""
+
+
+def ensure_current(
+    record: LLMProvider | LLMModel | LLMPreset, expected_version: int | None
+) -> None:
+    """Raise StaleRecordError when `expected_version` (the version an edit was loaded with)
+    is not the row's version now; None means the caller names no version: no check."""
+    if expected_version is not None and record.version != expected_version:
+        raise StaleRecordError
 
 
 def validation_errors_for(
@@ -26,24 +43,61 @@ def validation_errors_for(
     return probe.validation_errors()
 
 
-def save(record: Record, attributes: Mapping[str, Any]) -> Record:
+def save(
+    record: Record, attributes: Mapping[str, Any], expected_version: int | None = None
+) -> Record:
     """Assign, validate (the flush hook), commit; on any failure roll back and re-raise.
 
-    Raises `ValidationError` (field → messages) or the database's `IntegrityError`.
+    `expected_version`: the version the edit was based on (None: no check). Raises
+    `ValidationError` (field → messages), the database's `IntegrityError`, or
+    `StaleRecordError` when the row changed since that version — also when it changes
+    between this request's read and its write (the UPDATE matches no row).
     """
     try:
+        if record.id is not None:
+            ensure_current(record, expected_version)
         with db.session.no_autoflush:
             for name, value in attributes.items():
                 setattr(record, name, value)
         db.session.add(record)
         db.session.commit()
+    except StaleDataError as error:
+        db.session.rollback()
+        raise StaleRecordError from error
     except Exception:
         db.session.rollback()
         raise
     return record
 
 
-def delete(record: LLMProvider | LLMModel | LLMPreset) -> None:
-    """Delete a row; the database cascades to its models and presets."""
-    db.session.delete(record)
-    db.session.commit()
+def delete(record: LLMProvider | LLMModel | LLMPreset, expected_version: int | None = None) -> None:
+    """Delete a row; the database cascades to its models and presets.
+
+    Raises `StaleRecordError` (nothing deleted) when the row is not at `expected_version`
+    (None: no check), or changed or went between this request's read and its DELETE.
+    """
+    try:
+        ensure_current(record, expected_version)
+        db.session.delete(record)
+        db.session.commit()
+    except StaleDataError as error:
+        db.session.rollback()
+        raise StaleRecordError from error
+    except Exception:
+        db.session.rollback()
+        raise
+
+
+def lock_for_writing(session: Session) -> None:
+    """On SQLite, take the database's write lock now, for the rest of the transaction.
+
+    A deferred SQLite transaction that reads and then writes fails against another writer
+    ("database is locked") instead of waiting; BEGIN IMMEDIATE makes the second writer wait
+    for the first, and then read what the first committed. PostgreSQL needs nothing here:
+    savepoints and unique constraints settle a race there.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    if not connection.connection.driver_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
