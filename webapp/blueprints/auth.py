@@ -10,7 +10,7 @@ from flask_login import current_user, login_user, logout_user
 
 from webapp.extensions import limiter
 from webapp.forms import LoginForm, SetupForm, add_errors
-from webapp.services.users import authenticate, create_user, users_exist
+from webapp.services.users import SetupDone, authenticate, create_first_admin, users_exist
 
 bp = Blueprint("auth", __name__)
 
@@ -53,17 +53,20 @@ def logout() -> ResponseReturnValue:
 
 @bp.route("/setup", methods=["GET", "POST"])
 def setup() -> ResponseReturnValue:
-    """Create the first admin; gone (404) as soon as any user exists."""
+    """Create the first admin; gone (404) as soon as any user exists.
+
+    A post that loses the race to another browser is sent to sign in.
+    """
     if users_exist():
-        abort(404)
+        return _setup_done()
     form = SetupForm()
     if form.validate_on_submit():
-        user, errors = create_user(
-            form.email.data,
-            form.password.data,
-            role="admin",
-            confirmation=form.password_confirmation.data,
-        )
+        try:
+            user, errors = create_first_admin(
+                form.email.data, form.password.data, form.password_confirmation.data
+            )
+        except SetupDone:
+            return _setup_done()
         if user is not None:
             login_user(user)
             flash("Welcome! You are the first admin.", "success")
@@ -71,3 +74,10 @@ def setup() -> ResponseReturnValue:
         add_errors(form, errors)
     status = 422 if form.errors else 200
     return render_template("auth/setup.html", form=form), status
+
+
+def _setup_done() -> ResponseReturnValue:
+    if request.method != "POST":
+        abort(404)
+    flash("ModelDesk is already set up: sign in.", "info")
+    return redirect(url_for("auth.login"), 303)
