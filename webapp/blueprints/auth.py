@@ -15,13 +15,30 @@ from webapp.services.users import SetupDone, authenticate, create_first_admin, u
 bp = Blueprint("auth", __name__)
 
 
+# Longer than any page of this site needs; a longer `next` is ignored.
+MAX_NEXT_LENGTH = 2000
+
+
 def safe_next(target: str | None) -> str:
-    """`next` only when it is a path on this site; anything else goes home."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return url_for("chat.index")
+    """`next` only when it is a path on this site; anything else goes home.
+
+    Refused: other sites ("//host", "https://…", "/\\host"), and any character that is not
+    printable — CR/LF would break the Location header, and browsers drop tabs and newlines
+    from a URL, so "/<TAB>/host" would become "//host".
+    """
+    home = url_for("chat.index")
+    if (
+        not target
+        or len(target) > MAX_NEXT_LENGTH
+        or not target.isprintable()
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+    ):
+        return home
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:
-        return url_for("chat.index")
+        return home
     return target
 
 
