@@ -144,3 +144,22 @@ def test_0003_moves_a_replys_model_and_preset_from_details_to_foreign_keys(
     assert (rows[orphaned].llm_model_id, rows[orphaned].llm_preset_id) == (None, None)
     assert details[orphaned] == {}
     assert (rows[asked].llm_model_id, details[asked]) == (None, {})
+
+
+def test_0006_gives_existing_users_session_version_0(scratch_app: Any) -> None:
+    upgrade(revision="0003")
+    now = "2026-12-01 10:00:00+00:00"
+    user = insert(
+        "users",
+        email="a@example.com",
+        password_hash="x",
+        role="admin",
+        created_at=now,
+        updated_at=now,
+    )
+    upgrade()
+    with db.engine.connect() as connection:
+        version = connection.execute(
+            text("SELECT session_version FROM users WHERE id = :id"), {"id": user}
+        ).scalar_one()
+    assert version == 0

@@ -4,13 +4,30 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user, logout_user
 
 from webapp.extensions import limiter
 from webapp.forms import LoginForm, SetupForm, add_errors
-from webapp.services.users import SetupDone, authenticate, create_first_admin, users_exist
+from webapp.models import User
+from webapp.services.users import (
+    SetupDone,
+    authenticate,
+    create_first_admin,
+    end_sessions,
+    users_exist,
+)
 
 bp = Blueprint("auth", __name__)
 
@@ -42,6 +59,14 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+def start_session(user: User) -> None:
+    """Sign in with a new session: nothing from before carries over (no fixation), and the
+    CSRF token is a new one, so a token seen before sign-in is useless after it."""
+    session.clear()
+    g.pop("csrf_token", None)  # Flask-WTF's per-request copy of the old token
+    login_user(user, remember=False)
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit("10 per minute", methods=["POST"])
 def login() -> ResponseReturnValue:
@@ -54,8 +79,9 @@ def login() -> ResponseReturnValue:
         # Text no account can hold (NUL) is a wrong sign-in like any other.
         user = authenticate(form.email.data, form.password.data) if form.validate() else None
         if user is not None:
-            login_user(user, remember=False)
-            return redirect(safe_next(request.args.get("next")), 303)
+            target = safe_next(request.args.get("next"))
+            start_session(user)
+            return redirect(target, 303)
         form.form_errors.append("Wrong email or password.")
         return render_template("auth/login.html", form=form), 401
     return render_template("auth/login.html", form=form)
@@ -63,7 +89,11 @@ def login() -> ResponseReturnValue:
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
+    """Sign out here and revoke the session everywhere (a copied cookie stops working)."""
+    if current_user.is_authenticated:
+        end_sessions(current_user)
     logout_user()
+    session.clear()
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"), 303)
 
@@ -85,7 +115,7 @@ def setup() -> ResponseReturnValue:
         except SetupDone:
             return _setup_done()
         if user is not None:
-            login_user(user)
+            start_session(user)
             flash("Welcome! You are the first admin.", "success")
             return redirect(url_for("providers.index"), 303)
         add_errors(form, errors)

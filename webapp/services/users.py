@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from webapp.extensions import db
 from webapp.models import User, ValidationError
-from webapp.models.users import password_errors
+from webapp.models.users import check_no_password, password_errors
 from webapp.models.validation import Errors
 
 # Any fixed number: the PostgreSQL advisory lock that lets one set-up run at a time.
@@ -93,8 +93,45 @@ def create_first_admin(
 
 
 def authenticate(email: str, password: str) -> User | None:
-    """The user with this email and password, or None (same answer for either mistake)."""
+    """The user with this email and password, or None.
+
+    Same answer, and the same work (one password hash check), for an unknown email as for
+    a wrong password: neither the page nor its timing tells which emails have an account.
+    """
     user = db.session.scalars(select(User).where(User.email == email.strip().lower())).first()
-    if user is None or not user.check_password(password):
+    if user is None:
+        check_no_password(password)
+        return None
+    if not user.check_password(password):
         return None
     return user
+
+
+def user_for_session(session_id: str) -> User | None:
+    """The user a session's "<id>:<session_version>" names, while that version is current."""
+    user_id, _, version = session_id.partition(":")
+    if not (user_id.isascii() and user_id.isdigit() and version.isascii() and version.isdigit()):
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or user.session_version != int(version):
+        return None
+    return user
+
+
+def end_sessions(user: User) -> None:
+    """Revoke every session of this user (the cookies stay valid signatures, but name an
+    old version). One UPDATE, so two sign-outs at once both count."""
+    db.session.execute(
+        update(User).where(User.id == user.id).values(session_version=User.session_version + 1)
+    )
+    db.session.commit()
+
+
+def change_password(user: User, password: str, confirmation: str | None = None) -> Errors:
+    """Set a new password; ends the user's other sessions. Errors per field, {} when done."""
+    problems = password_errors(password, confirmation)
+    if problems:
+        return {"password": problems}
+    user.set_password(password)
+    db.session.commit()
+    return {}
