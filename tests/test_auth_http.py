@@ -113,3 +113,25 @@ def test_a_new_password_ends_the_other_sessions(live_server: LiveServer, admin: 
     assert change_password(admin, "another horse battery", "another horse battery") == {}
     assert _signed_out(client.get("/providers/"))
     client.close()
+
+
+def test_users_set_password_command_ends_the_users_sessions(
+    live_server: LiveServer, admin: Any, runner: Any
+) -> None:
+    client = signed_in_client(live_server, ADMIN_EMAIL)
+    assert client.get("/providers/").status_code == 200
+    new = "a whole new password"
+    result = runner.invoke(args=["users", "set-password", ADMIN_EMAIL], input=f"{new}\n{new}\n")
+    assert result.exit_code == 0, result.output
+    assert _signed_out(client.get("/providers/"))
+    client.close()
+    short = runner.invoke(args=["users", "set-password", ADMIN_EMAIL], input="short\nshort\n")
+    assert short.exit_code != 0 and "at least 8 characters" in short.output
+    nobody = runner.invoke(args=["users", "set-password", "x@example.com"], input=f"{new}\n{new}\n")
+    assert nobody.exit_code != 0 and "no user has the email" in nobody.output
+    with httpx2.Client(base_url=live_server.url, timeout=10) as fresh:
+        token = csrf_token(fresh, "/login")
+        signed_in = fresh.post(
+            "/login", data={"csrf_token": token, "email": ADMIN_EMAIL, "password": new}
+        )
+        assert signed_in.status_code == 303

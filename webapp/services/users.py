@@ -92,13 +92,17 @@ def create_first_admin(
     return _commit_new(user)
 
 
+def find_user(email: str) -> User | None:
+    return db.session.scalars(select(User).where(User.email == email.strip().lower())).first()
+
+
 def authenticate(email: str, password: str) -> User | None:
     """The user with this email and password, or None.
 
     Same answer, and the same work (one password hash check), for an unknown email as for
     a wrong password: neither the page nor its timing tells which emails have an account.
     """
-    user = db.session.scalars(select(User).where(User.email == email.strip().lower())).first()
+    user = find_user(email)
     if user is None:
         check_no_password(password)
         return None
