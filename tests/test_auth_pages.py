@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.security import check_password_hash
 
 from tests.support.users import ADMIN_EMAIL, PASSWORD, sign_in
 from webapp.models import User
+from webapp.models import users as users_model
+from webapp.services.users import create_user
 
 
 def test_pages_redirect_anonymous_users_to_sign_in(client: FlaskClient, admin: Any) -> None:
@@ -69,12 +73,55 @@ def test_next_redirect_stays_on_this_site(app: Flask, client: FlaskClient, admin
         ("https://evil.example/", "/"),
         ("//evil.example/", "/"),
         ("/\\evil.example", "/"),
+        # Control characters: CR/LF broke the Location header (a 500); browsers drop a tab.
+        ("/\r\nX-Injected: 1", "/"),
+        ("/\t/evil.example", "/"),
+        ("/models/\x00", "/"),
+        ("/" + "a" * 5000, "/"),
     ]:
         response = client.post(
-            f"/login?next={target}", data={"email": ADMIN_EMAIL, "password": PASSWORD}
+            "/login",
+            query_string={"next": target},
+            data={"email": ADMIN_EMAIL, "password": PASSWORD},
         )
         assert response.headers["Location"] == expected, target
         client.post("/logout")
+
+
+def test_nul_in_the_email_is_a_wrong_sign_in_or_a_field_error(
+    app: Flask, client: FlaskClient
+) -> None:
+    app.config["WTF_CSRF_ENABLED"] = False
+    setup = {"email": "a\x00@example.com", "password": PASSWORD, "password_confirmation": PASSWORD}
+    response = client.post("/setup", data=setup)
+    assert response.status_code == 422
+    assert "not contain NUL" in response.get_data(as_text=True)
+    assert User.query.count() == 0
+    create_user(ADMIN_EMAIL, PASSWORD, role="admin")
+    response = client.post("/login", data={"email": ADMIN_EMAIL + "\x00", "password": PASSWORD})
+    assert response.status_code == 401
+
+
+def test_unknown_and_known_emails_cost_the_same_password_check(
+    app: Flask, client: FlaskClient, admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No timing answer to "does this email have an account": one hash check, same method."""
+    app.config["WTF_CSRF_ENABLED"] = False
+    checked: list[str] = []
+
+    def counting_check(pwhash: str, password: str) -> bool:
+        checked.append(pwhash.split("$", 1)[0])
+        return check_password_hash(pwhash, password)
+
+    monkeypatch.setattr(users_model, "check_password_hash", counting_check)
+    answers = []
+    for email in (ADMIN_EMAIL, "nobody@example.com", ADMIN_EMAIL.upper(), "nobody@example.com"):
+        checked.clear()
+        response = client.post("/login", data={"email": email, "password": "wrong-password"})
+        answers.append((response.status_code, checked[:]))
+    method = app.config["PASSWORD_HASH_METHOD"]
+    assert answers == [(401, [method])] * 4
+    assert "Wrong email or password" in response.get_data(as_text=True)
 
 
 def test_member_cannot_open_config_pages(member_client: FlaskClient) -> None:

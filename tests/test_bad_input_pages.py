@@ -1,22 +1,38 @@
-"""Throw malformed input at every form and JSON endpoint: never a 500, never a partial write.
+"""Throw malformed input at every form, query string and JSON endpoint: never a 500, never a
+partial write.
 
-Walks the URL map like a hostile (but signed-in, admin) user would: wrong types, huge
-strings, CR/LF, invalid JSON, reserved keys, negative numbers, unknown ids, wrong methods.
+Walks the URL map like a hostile user would (signed in as the admin, and signed out for the
+sign-in and set-up pages): wrong types, NUL, lone surrogates, CR/LF and other control
+characters, very long strings, invalid JSON, reserved keys, negative numbers, unknown ids,
+wrong methods — in every form field and every query parameter the app reads.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Flask
 from flask.testing import FlaskClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from werkzeug.routing import Rule
+from wtforms.fields.core import UnboundField
 
+from tests.support.app import LiveServer
+from tests.support.chat_http import mock_provider
 from tests.support.factories import make_model, make_preset, make_provider
 from tests.support.routes import app_rules, concrete_path, snapshot
+from tests.support.users import ADMIN_EMAIL, PASSWORD
+from webapp import forms
+from webapp.models import User
+from webapp.services.users import create_user
+
+WEBAPP = Path(__file__).resolve().parent.parent / "webapp"
 
 NASTY_TEXT = [
     "",
@@ -30,53 +46,90 @@ NASTY_TEXT = [
     "x" * 100_000,
     "a\r\nX-Injected: 1",
     "\x00",
+    "a@example.com\x00",
+    "\ud800",
+    "x\udfffy",
     "{",
     "[]",
     "null",
     '{"model": "x", "stream": true}',
     '{"a": ' * 300 + "1" + "}" * 300,
+    # JSON escapes decode to what a form encoding cannot carry: NUL, lone surrogates.
+    '{"a": "\\ud800"}',
+    '{"\\u0000": 1}',
+    '{"X-A": "\\r\\n"}',
     "<script>alert(1)</script>",
     "javascript:alert(1)",
     "../../etc/passwd",
+    "/\t/evil.example",
+    "/\r\nX-Injected: 1",
+    "/a\x00b",
+    "/\ud800",
+    "//evil.example",
     "☃" * 50,
     json.dumps({"X-Test": "a\nb"}),
     json.dumps({"temperature": -5}),
     "true",
     "on",
 ]
-FIELDS = [
-    "name",
-    "base_url",
-    "api_prefix",
-    "api_key",
-    "remove_api_key",
-    "headers",
-    "llm_options_defaults",
-    "message_overhead_tokens",
-    "llm_provider_id",
-    "model",
-    "key",
-    "enabled",
-    "comment",
-    "context_window_tokens",
-    "supports_streaming",
-    "supports_tool_calling",
-    "llm_options_overrides",
-    "model_ids",
-    "llm_model_id",
-    "llm_preset_id",
-    "system_prompt",
-    "content",
-    "title",
-    "email",
-    "password",
-]
 
-form_data = st.dictionaries(
-    st.sampled_from(FIELDS),
-    st.one_of(st.sampled_from(NASTY_TEXT), st.text(max_size=200)),
-    max_size=8,
+# The characters that break things: C0/C1 controls (NUL, CR, LF, TAB, ESC, DEL…), lone
+# surrogates, and everything else Unicode has.
+CONTROL = st.characters(categories=["Cc"])
+SURROGATE = st.characters(categories=["Cs"])
+hostile_text = st.one_of(
+    st.sampled_from(NASTY_TEXT),
+    st.text(max_size=200),
+    st.text(st.one_of(CONTROL, SURROGATE, st.characters()), max_size=60),
+    # Paths, so `next` gets past "must start with /" and the characters after it are tried.
+    st.text(st.one_of(CONTROL, SURROGATE, st.characters()), max_size=60).map("/".__add__),
+    st.builds(
+        lambda piece, count: piece * count,
+        st.sampled_from(["x", "\x00", "\r\n", "☃", "\ud800", "/"]),
+        st.integers(1_000, 60_000),
+    ),
 )
+
+
+def _form_fields() -> set[str]:
+    """Every field of every form class, and every name a view reads from request.form."""
+    names: set[str] = set()
+    for form_class in vars(forms).values():
+        if isinstance(form_class, type) and issubclass(form_class, forms.Form):
+            names |= {
+                n for n in dir(form_class) if isinstance(getattr(form_class, n), UnboundField)
+            }
+    return names | _names_read_from("form")
+
+
+def _names_read_from(source: str) -> set[str]:
+    """The keys the code reads with `<...>.form.get("…")` or `args.get("…")`."""
+    pattern = re.compile(rf'\b{source}\.get\(\s*"(\w+)"')
+    return {m for path in WEBAPP.rglob("*.py") for m in pattern.findall(path.read_text())}
+
+
+FIELDS = sorted(_form_fields())
+QUERY_PARAMETERS = sorted(_names_read_from("args"))
+
+form_data = st.dictionaries(st.sampled_from(FIELDS), hostile_text, max_size=8)
+query_args = st.dictionaries(
+    st.sampled_from(QUERY_PARAMETERS), hostile_text, min_size=1, max_size=4
+)
+
+
+def encoded(values: dict[str, str]) -> str:
+    """URL-encoded as a client may send it: lone surrogates too (as their UTF-8 bytes)."""
+    return urlencode({k: v.encode("utf-8", "surrogatepass") for k, v in values.items()})
+
+
+def post_form(client: FlaskClient, path: str, data: dict[str, str]) -> Any:
+    return client.post(path, data=encoded(data), content_type="application/x-www-form-urlencoded")
+
+
+def test_the_walk_covers_every_field_and_query_parameter() -> None:
+    assert {"email", "password", "password_confirmation", "headers", "model_ids"} <= set(FIELDS)
+    assert {"content", "system_prompt", "llm_model_id", "title"} <= set(FIELDS)
+    assert {"next", "q", "page", "provider", "enabled", "llm_model_id"} <= set(QUERY_PARAMETERS)
 
 
 def post_rules(app: Flask) -> list[Rule]:
@@ -100,18 +153,106 @@ def seeded_ids(db: Any) -> dict[str, int]:
 def test_form_posts_never_500_and_rejections_write_nothing(
     app: Flask, admin_client: FlaskClient, db: Any, data: dict[str, str]
 ) -> None:
-    ids = (
-        seeded_ids(db)
-        if not db.session.query(db.metadata.tables["llm_providers"]).count()
-        else _existing_ids(db)
-    )
+    ids = _ids(db)
     for rule in post_rules(app):
         before = snapshot(db)
-        response = admin_client.post(concrete_path(rule, ids), data=data)
+        response = post_form(admin_client, concrete_path(rule, ids), data)
         assert response.status_code < 500, (rule.rule, data, response.status_code)
         if 400 <= response.status_code < 500:
             assert snapshot(db) == before, (rule.rule, data)
         db.session.rollback()
+
+
+def get_rules(app: Flask) -> list[Rule]:
+    return [r for r in app_rules(app) if "GET" in (r.methods or ())]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(args=query_args)
+def test_query_strings_never_500(
+    app: Flask, admin_client: FlaskClient, db: Any, live_server: LiveServer, args: dict[str, str]
+) -> None:
+    # The provider is the live server's mock, so the import page lists real models.
+    if not db.session.query(db.metadata.tables["llm_providers"]).count():
+        make_preset(make_model(mock_provider(live_server), enabled=True, supports_streaming=True))
+    ids = _existing_ids(db)
+    query = encoded(args)
+    for rule in get_rules(app):
+        path = f"{concrete_path(rule, ids)}?{query}"
+        response = admin_client.get(path)
+        assert response.status_code < 500, (rule.rule, args, response.status_code)
+        _assert_safe_location(response, args)
+        db.session.rollback()
+
+
+def _assert_safe_location(response: Any, args: dict[str, str]) -> None:
+    """A redirect stays on this site and carries no control character."""
+    location = response.headers.get("Location")
+    if location is None:
+        return
+    assert location.startswith("/") and not location.startswith("//"), (location, args)
+    assert location.isprintable() and "\\" not in location, (location, args)
+
+
+_addresses = (f"10.9.{n // 250}.{n % 250 + 1}" for n in itertools.count())
+
+
+def _anonymous(app: Flask) -> FlaskClient:
+    """A signed-out client from an address of its own (sign-in throttling counts by address)."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = next(_addresses)
+    return client
+
+
+def _delete_users(db: Any) -> None:
+    db.session.rollback()
+    db.session.execute(db.delete(User))
+    db.session.commit()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=form_data, args=query_args)
+# The cases that gave a 500 before, always tried (and kept when the strategy changes).
+@example(data={"email": "a@example.com\x00", "password": "x" * 8}, args={"next": "/\r\nX-A: 1"})
+@example(
+    data={"email": "\x00", "password_confirmation": "\ud800"}, args={"next": "/\t/evil.example"}
+)
+@example(data={"password": "\x00" * 20}, args={"next": "/a\x00b"})
+def test_sign_in_and_set_up_never_500(
+    app: Flask, db: Any, data: dict[str, str], args: dict[str, str]
+) -> None:
+    """The signed-out pages with hostile fields and query strings, including `next` on the
+    redirect after a good sign-in and on /login when already signed in."""
+    app.config["WTF_CSRF_ENABLED"] = False
+    query = encoded(args)
+    _delete_users(db)
+    for path in (f"/setup?{query}", f"/login?{query}"):
+        with app.app_context():  # its own `g` and session, as on a server
+            client = _anonymous(app)
+            assert client.get(path).status_code < 500, (path, args)
+            response = post_form(client, path, data)
+            assert response.status_code < 500, (path, data, args, response.status_code)
+            _assert_safe_location(response, args)
+    _delete_users(db)
+    create_user(ADMIN_EMAIL, PASSWORD, role="admin")
+    with app.app_context():
+        client = _anonymous(app)
+        response = post_form(client, f"/login?{query}", data)
+        assert response.status_code < 500, (data, args, response.status_code)
+        good = {"email": ADMIN_EMAIL, "password": PASSWORD}
+        response = post_form(client, f"/login?{query}", good)
+        assert response.status_code == 303, (args, response.status_code)
+        _assert_safe_location(response, args)
+        response = client.get(f"/login?{query}")
+        assert response.status_code == 302, (args, response.status_code)
+        _assert_safe_location(response, args)
+
+
+def _ids(db: Any) -> dict[str, int]:
+    """Rows to aim at: made by the first example, found again by the later ones."""
+    if db.session.query(db.metadata.tables["llm_providers"]).count():
+        return _existing_ids(db)
+    return seeded_ids(db)
 
 
 def _existing_ids(db: Any) -> dict[str, int]:

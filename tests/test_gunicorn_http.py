@@ -47,8 +47,8 @@ def gunicorn_server(
     env = {
         **os.environ,
         "MODELDESK_ENV": "production",
-        "SECRET_KEY": "gunicorn-test-secret",
-        "MODELDESK_ENCRYPTION_KEY": "gunicorn-test-key",
+        "SECRET_KEY": "gunicorn-test-secret-0123456789abcdef",
+        "MODELDESK_ENCRYPTION_KEY": "gunicorn-test-key-0123456789abcdef",
         "MOCK_LLM_ENABLED": "1",
         "MOCK_LLM_STREAM_DELAY": "0.05",
         "DATABASE_URL": database_url,

@@ -382,8 +382,8 @@ class TestEnabling:
     def production_config(self, tmp_path: Path, **extra: Any) -> dict[str, Any]:
         return {
             "MODELDESK_ENV": "production",
-            "SECRET_KEY": "production-secret",
-            "MODELDESK_ENCRYPTION_KEY": "production-encryption-key",
+            "SECRET_KEY": "production-secret-0123456789abcdef",
+            "MODELDESK_ENCRYPTION_KEY": "production-encryption-key-0123456789",
             "INSTANCE_PATH": str(tmp_path),
             **extra,
         }

@@ -249,3 +249,22 @@ def test_0005_adds_versions_with_existing_rows_at_version_1(scratch_app: Any) ->
         assert str(version["default"]).strip("'") == "1", table
         with db.engine.connect() as connection:
             assert connection.execute(text(f"SELECT version FROM {table}")).scalars().all() == [1]
+
+
+def test_0006_gives_existing_users_session_version_0(scratch_app: Any) -> None:
+    upgrade(revision="0005")
+    now = "2026-12-01 10:00:00+00:00"
+    user = insert(
+        "users",
+        email="a@example.com",
+        password_hash="x",
+        role="admin",
+        created_at=now,
+        updated_at=now,
+    )
+    upgrade()
+    with db.engine.connect() as connection:
+        version = connection.execute(
+            text("SELECT session_version FROM users WHERE id = :id"), {"id": user}
+        ).scalar_one()
+    assert version == 0

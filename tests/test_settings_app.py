@@ -16,6 +16,7 @@ from webapp.config import ConfigError, normalize_database_url
 from webapp.models import User
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LONG_SECRET = "s" * 32
 
 
 @pytest.fixture
@@ -99,7 +100,7 @@ def test_test_environment_has_no_stream_delay(
 
 @pytest.mark.parametrize(
     ("present", "missing"),
-    [({}, "SECRET_KEY"), ({"SECRET_KEY": "s"}, "MODELDESK_ENCRYPTION_KEY")],
+    [({}, "SECRET_KEY"), ({"SECRET_KEY": LONG_SECRET}, "MODELDESK_ENCRYPTION_KEY")],
 )
 def test_production_requires_secrets(
     clean_env: pytest.MonkeyPatch, tmp_path: Path, present: dict[str, str], missing: str
@@ -112,12 +113,24 @@ def test_production_requires_secrets(
     assert not (tmp_path / missing.lower()).exists()
 
 
+@pytest.mark.parametrize("short", ["SECRET_KEY", "MODELDESK_ENCRYPTION_KEY"])
+def test_production_refuses_short_secrets(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, short: str
+) -> None:
+    clean_env.setenv("MODELDESK_ENV", "production")
+    clean_env.setenv("SECRET_KEY", LONG_SECRET)
+    clean_env.setenv("MODELDESK_ENCRYPTION_KEY", LONG_SECRET)
+    clean_env.setenv(short, "x" * 31)
+    with pytest.raises(ConfigError, match=rf"^{short} is too short \(31 characters\)"):
+        create_app({"INSTANCE_PATH": str(tmp_path)})
+
+
 def test_production_has_mock_off_unless_enabled(
     clean_env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     clean_env.setenv("MODELDESK_ENV", "production")
-    clean_env.setenv("SECRET_KEY", "s")
-    clean_env.setenv("MODELDESK_ENCRYPTION_KEY", "k")
+    clean_env.setenv("SECRET_KEY", LONG_SECRET)
+    clean_env.setenv("MODELDESK_ENCRYPTION_KEY", LONG_SECRET)
     assert create_app({"INSTANCE_PATH": str(tmp_path)}).config["MOCK_LLM_ENABLED"] is False
     clean_env.setenv("MOCK_LLM_ENABLED", "1")
     assert create_app({"INSTANCE_PATH": str(tmp_path)}).config["MOCK_LLM_ENABLED"] is True
@@ -146,4 +159,28 @@ def test_production_start_prints_one_line_naming_the_variable(tmp_path: Path) ->
     )
     assert done.returncode != 0
     assert "ModelDesk cannot start: SECRET_KEY is not set" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_production_start_with_a_short_key_prints_one_line_naming_it(tmp_path: Path) -> None:
+    env = {
+        "PATH": os.environ["PATH"],
+        "MODELDESK_ENV": "production",
+        "HOME": str(tmp_path),
+        "SECRET_KEY": LONG_SECRET,
+        "MODELDESK_ENCRYPTION_KEY": "short-key",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "routes"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "ModelDesk cannot start: MODELDESK_ENCRYPTION_KEY is too short (9 characters)" in (
+        done.stderr
+    )
+    assert "short-key" not in done.stderr
     assert "Traceback" not in done.stderr

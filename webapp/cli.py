@@ -20,7 +20,7 @@ from webapp.models.llm import DEFAULT_PRESET_KEY
 from webapp.services import Result, check_model_connection, llm_models, providers
 from webapp.services.chat import chat_events
 from webapp.services.keys import KeyRotationError, rotate_encryption_key
-from webapp.services.users import create_user
+from webapp.services.users import change_password, create_user, find_user
 
 
 @click.command("seed")
@@ -355,6 +355,23 @@ def create_user_command(email: str, admin: bool, password: str) -> None:
             "; ".join(f"{field} {', '.join(messages)}" for field, messages in errors.items())
         )
     click.echo(f"created {user.role} {user.email}")
+
+
+@users_group.command("set-password")
+@click.argument("email")
+@click.password_option(help="Prompted for when not given.")
+@with_appcontext
+def set_password_command(email: str, password: str) -> None:
+    """Give EMAIL a new password; signs that user out everywhere."""
+    user = find_user(email)
+    if user is None:
+        raise click.ClickException(f"no user has the email {email.strip().lower()}")
+    errors = change_password(user, password)
+    if errors:
+        raise click.ClickException(
+            "; ".join(f"{field} {', '.join(messages)}" for field, messages in errors.items())
+        )
+    click.echo(f"new password set for {user.email}; their sessions are ended")
 
 
 def register(app: Flask) -> None:

@@ -150,9 +150,13 @@ def instance_secret(instance_path: str, filename: str) -> str:
     return value
 
 
+# Production secrets shorter than this are refused: a short SECRET_KEY can be guessed offline
+# from one signed session cookie, and the encryption key guards every stored API key.
+MIN_SECRET_LENGTH = 32
+GENERATE_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
 REQUIRED_IN_PRODUCTION = {
-    "SECRET_KEY": "SECRET_KEY is not set: set it to a long random string "
-    "(python -c 'import secrets; print(secrets.token_urlsafe(32))')",
+    "SECRET_KEY": f"SECRET_KEY is not set: set it to a long random string ({GENERATE_SECRET})",
     "MODELDESK_ENCRYPTION_KEY": "MODELDESK_ENCRYPTION_KEY is not set: set it to a long random "
     "string that encrypts provider API keys (keep it; stored keys need it to decrypt)",
 }
@@ -167,11 +171,23 @@ def finalize(settings: dict[str, Any], instance_path: str) -> dict[str, Any]:
         if env == "production":
             raise ConfigError(message)
         settings[key] = instance_secret(instance_path, key.lower())
+    if env == "production":
+        for key in REQUIRED_IN_PRODUCTION:
+            check_secret_length(key, str(settings[key]))
     settings["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(
         settings["SQLALCHEMY_DATABASE_URI"]
     )
     settings.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(settings))
     return settings
+
+
+def check_secret_length(name: str, value: str) -> None:
+    """Refuse a secret shorter than MIN_SECRET_LENGTH, naming the variable (never the value)."""
+    if len(value) < MIN_SECRET_LENGTH:
+        raise ConfigError(
+            f"{name} is too short ({len(value)} characters): set it to at least "
+            f"{MIN_SECRET_LENGTH} random characters ({GENERATE_SECRET})"
+        )
 
 
 def engine_options(settings: Mapping[str, Any]) -> dict[str, Any]:

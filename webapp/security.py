@@ -6,8 +6,9 @@ from flask import Flask, abort, jsonify, make_response, redirect, request, url_f
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from webapp.extensions import db, login_manager
+from webapp.extensions import login_manager
 from webapp.models import User
+from webapp.services.users import user_for_session
 
 # Endpoints anyone may reach; everything else needs a signed-in user.
 PUBLIC_ENDPOINTS = frozenset({"auth.login", "auth.setup", "health.healthz", "static"})
@@ -16,8 +17,9 @@ ADMIN_BLUEPRINTS = frozenset({"providers", "models", "presets"})
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+def load_user(session_id: str) -> User | None:
+    """The session's user, unless it signed out or changed its password since."""
+    return user_for_session(session_id)
 
 
 @login_manager.unauthorized_handler

@@ -16,7 +16,7 @@ def make_config(database_url: str, instance_path: str, **extra: Any) -> dict[str
         "MODELDESK_ENV": "test",
         "TESTING": True,
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SECRET_KEY": "test-secret-key",
+        "SECRET_KEY": "test-secret-key-0123456789abcdef-sessions",
         "MODELDESK_ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
         "INSTANCE_PATH": instance_path,
         # One pbkdf2 round instead of scrypt: hashing was a quarter of the suite's time.

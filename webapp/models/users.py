@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 
 from flask import current_app, has_app_context
 from flask_login import UserMixin
@@ -30,6 +31,9 @@ class User(UserMixin, RecordMixin, db.Model):
     role: Mapped[str] = mapped_column(
         String(16), nullable=False, default="member", server_default="member"
     )
+    # Part of the session's user id: bumping it (sign-out, a new password) refuses every
+    # session cookie issued before, wherever it is replayed from.
+    session_version: Mapped[int] = mapped_column(nullable=False, default=0, server_default="0")
 
     @validates("email")
     def _normalize_email(self, _field: str, value: str | None) -> str | None:
@@ -39,11 +43,14 @@ class User(UserMixin, RecordMixin, db.Model):
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    def get_id(self) -> str:
+        """What Flask-Login keeps in the session: "<id>:<session_version>"."""
+        return f"{self.id}:{self.session_version or 0}"
+
     def set_password(self, password: str) -> None:
-        method = DEFAULT_PASSWORD_HASH_METHOD
-        if has_app_context():
-            method = current_app.config.get("PASSWORD_HASH_METHOD") or method
-        self.password_hash = generate_password_hash(password, method=method)
+        """Hash and keep a new password; sessions signed in with the old one end."""
+        self.password_hash = generate_password_hash(password, method=password_hash_method())
+        self.session_version = (self.session_version or 0) + 1
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
@@ -61,6 +68,25 @@ class User(UserMixin, RecordMixin, db.Model):
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.email!r} {self.role}>"
+
+
+def password_hash_method() -> str:
+    if has_app_context():
+        return current_app.config.get("PASSWORD_HASH_METHOD") or DEFAULT_PASSWORD_HASH_METHOD
+    return DEFAULT_PASSWORD_HASH_METHOD
+
+
+# A hash of nothing anyone types, per method: checked when no account has the email, so an
+# unknown email costs the same hash check as a known one (no timing answer to "who exists").
+_DUMMY_HASHES: dict[str, str] = {}
+
+
+def check_no_password(password: str) -> None:
+    """Spend the same work as one password check of the configured method, on no account."""
+    method = password_hash_method()
+    if method not in _DUMMY_HASHES:
+        _DUMMY_HASHES[method] = generate_password_hash(secrets.token_urlsafe(16), method=method)
+    check_password_hash(_DUMMY_HASHES[method], password)
 
 
 def password_errors(password: str, confirmation: str | None = None) -> list[str]:
