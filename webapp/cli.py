@@ -15,9 +15,10 @@ from werkzeug.serving import run_simple
 
 from seeds import seed_llm
 from webapp.extensions import db
+from webapp.llm.probe import DEFAULT_TIME_LIMIT
 from webapp.models import LLMModel
 from webapp.models.llm import DEFAULT_PRESET_KEY
-from webapp.services import Result, check_model_connection, llm_models, providers
+from webapp.services import Result, check_model_connection, llm_models, probes, providers
 from webapp.services.chat import chat_events
 from webapp.services.keys import KeyRotationError, rotate_encryption_key
 from webapp.services.users import create_user
@@ -223,6 +224,67 @@ def test_model_command(reference: str, as_json: bool) -> None:
     if not result.success:
         _fail(result)
     click.echo(f"ok: {llm_models.reference_of(model)} answered in {result.value['latency_ms']} ms")
+
+
+def _flag_word(value: bool | None) -> str:
+    return {True: "yes", False: "no", None: "unknown"}[value]
+
+
+@models_group.command("probe")
+@click.argument("reference")
+@click.option("--json", "as_json", is_flag=True, help="Print the observations as JSON.")
+@click.option(
+    "--apply",
+    "apply_flags",
+    is_flag=True,
+    help="Set the model's flags to what was observed (an unknown never changes a flag).",
+)
+@click.option(
+    "--timeout",
+    "time_limit",
+    type=click.FloatRange(min=0.1),
+    default=DEFAULT_TIME_LIMIT,
+    show_default=True,
+    help="Seconds each probe may take.",
+)
+@with_appcontext
+def probe_model_command(
+    reference: str, as_json: bool, apply_flags: bool, time_limit: float
+) -> None:
+    """Probe what the model REFERENCE can really do: five small requests at once (streaming,
+    tool calling, JSON object, JSON schema, parallel tool calls), each observed as yes (it
+    worked), no (the provider refused or ignored it) or unknown (timeout, 5xx, no connection).
+
+    With --json: one object keyed by the five capability columns (true / false / null) plus
+    `evidence`, a sentence per column. Changes to the flags (--apply) go to standard error.
+
+    \b
+    Example:
+      flask models probe mock
+      flask models probe "OpenRouter/x-ai/grok-4.1-fast" --json --apply
+    """
+    model = _find_model(reference)
+    stored = model.capabilities
+    report = probes.probe_model(model, time_limit=time_limit)
+    if as_json:
+        _echo_json(report.as_json())
+    else:
+        rows = [
+            [
+                observation.column,
+                _flag_word(stored[observation.column]),
+                _flag_word(observation.observed),
+                observation.evidence,
+            ]
+            for observation in report.observations
+        ]
+        click.echo(_table(["CAPABILITY", "STORED", "OBSERVED", "EVIDENCE"], rows))
+    if not apply_flags:
+        return
+    changed = probes.apply_observed(model, report.observed)
+    for column in changed:
+        click.echo(f"applied  {column} = {_flag_word(getattr(model, column))}", err=True)
+    click.echo(f"{len(changed)} flag(s) changed", err=True)
 
 
 @models_group.command("list")

@@ -248,6 +248,8 @@ class LLMModel(RecordMixin, db.Model):
     )
     message_overhead_tokens: Mapped[int | None] = mapped_column(nullable=True)
     connection_tested_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Set by a capability probe (webapp.services.probes), whatever it found.
+    capabilities_probed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     llm_provider: Mapped[LLMProvider] = relationship(back_populates="llm_models")
     llm_presets: Mapped[list[LLMPreset]] = relationship(
