@@ -15,7 +15,6 @@ from werkzeug.serving import run_simple
 
 from seeds import seed_llm
 from webapp.extensions import db
-from webapp.llm.probe import DEFAULT_TIME_LIMIT
 from webapp.models import LLMModel
 from webapp.models.llm import DEFAULT_PRESET_KEY
 from webapp.services import Result, check_model_connection, llm_models, probes, providers
@@ -243,7 +242,7 @@ def _flag_word(value: bool | None) -> str:
     "--timeout",
     "time_limit",
     type=click.FloatRange(min=0.1),
-    default=DEFAULT_TIME_LIMIT,
+    default=probes.DEFAULT_TIME_LIMIT,
     show_default=True,
     help="Seconds each probe may take.",
 )

@@ -7,10 +7,21 @@ from typing import Any
 
 from webapp.extensions import db
 from webapp.llm.probe import CAPABILITY_COLUMNS, DEFAULT_TIME_LIMIT, ProbeReport
+
+__all__ = [
+    "CAPABILITY_COLUMNS",
+    "DEFAULT_TIME_LIMIT",
+    "ProbeReport",
+    "apply_observed",
+    "probe_model",
+]
 from webapp.llm.probe import probe_capabilities as run_probes
 from webapp.models import LLMModel
 from webapp.models.types import utcnow
 from webapp.services.llm_config import model_spec, provider_client
+
+# A person waits on the model page while the five probes run (at once).
+PAGE_TIME_LIMIT = 15.0
 
 
 def probe_model(
