@@ -18,7 +18,7 @@ from webapp.extensions import db
 from webapp.models import LLMModel
 from webapp.models.llm import DEFAULT_PRESET_KEY
 from webapp.services import Result, check_model_connection, llm_models, probes, providers
-from webapp.services.chat import chat_events
+from webapp.services.chat import chat_events, preview_request
 from webapp.services.keys import KeyRotationError, rotate_encryption_key
 from webapp.services.users import create_user
 
@@ -163,22 +163,34 @@ def _echo_json(value: Any) -> None:
     help=f"A preset key (default: the model's '{DEFAULT_PRESET_KEY}' preset, if any).",
 )
 @click.option("--system", default=None, help="A system prompt.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Send nothing: print the exact request (URL, masked headers, JSON body, budget).",
+)
 @click.argument("message")
 @with_appcontext
 def chat_command(
-    model_reference: str, preset_key: str | None, system: str | None, message: str
+    model_reference: str, preset_key: str | None, system: str | None, dry_run: bool, message: str
 ) -> None:
     """Send MESSAGE to a model and print the reply (streamed when the model streams).
 
     The reply goes to standard output; a line of statistics (preset, tokens, timings) to
-    standard error.
+    standard error. With --dry-run nothing is sent: the request that would go to the
+    provider is printed as JSON — url, headers (every value masked), body (after preset,
+    option merge, language policy and capability checks) and budget (estimated, max,
+    reserve and limit tokens; max 0 = unlimited window).
 
     \b
     Example:
       flask chat --model mock "Say hello"
       flask chat --model "OpenRouter/x-ai/grok-4.1-fast" --system "Be brief." "Why SSE?"
+      flask chat --model mock --preset default --dry-run "Say hello"
     """
     model = _find_model(model_reference)
+    if dry_run:
+        _print_request(model, user_text=message, system=system, preset_key=preset_key)
+        return
     for event in chat_events(model, user_text=message, system=system, preset_key=preset_key):
         if event.type == "delta":
             click.echo(event.content, nl=False)
@@ -188,6 +200,24 @@ def chat_command(
         else:
             click.echo()
             click.echo(f"[{_stats_line(event.result.value)}]", err=True)
+
+
+def _print_request(model: LLMModel, **arguments: Any) -> None:
+    result = preview_request(model, **arguments)
+    if not result.success:
+        _fail(result)
+    value = result.value
+    preset = value["preset"]
+    _echo_json(
+        {
+            "url": value["url"],
+            "headers": value["headers"],
+            "body": value["body"],
+            "budget": value["budget"],
+            "preset": preset.key or preset.name if preset else None,
+            "warnings": value["warnings"],
+        }
+    )
 
 
 @click.group("models")

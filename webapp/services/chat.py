@@ -137,6 +137,19 @@ def preview_prompt_budget(llm_model: LLMModel, **arguments: Unpack[ChatArguments
     return call.rows(prepare.preview_prompt_budget(call.spec, **call.arguments))
 
 
+def preview_request(llm_model: LLMModel, **arguments: Unpack[ChatArguments]) -> Result:
+    """The exact request a chat with `llm_model` would send (streamed when the model
+    streams, as chat_events does), with URL, masked headers and budget — nothing is sent.
+    See webapp.llm.prepare.preview_request."""
+    invalid = _invalid_model_or_preset(llm_model, arguments)
+    if invalid is not None:
+        return invalid
+    call = _Call(llm_model, arguments, with_client=False)
+    return call.rows(
+        prepare.preview_request(call.spec, stream=call.spec.supports_streaming, **call.arguments)
+    )
+
+
 def check_model_connection(llm_model: LLMModel, *, client: Any = None) -> Result:
     """Send one tiny completion to the model.
 
