@@ -53,7 +53,7 @@ def test_a_preset_option_the_model_cannot_do_names_the_preset() -> None:
             {},
             None,
             False,
-            'tools (set by provider "Mock (Local)" defaults) are not supported by Mock',
+            'tools (set by provider "Mock (Local)" defaults): Mock does not support tool calling',
         ),
         (
             {},

@@ -198,7 +198,7 @@ def _preflight(
     if stream and not llm_model.supports_streaming:
         raise _invalid(f"{streaming} is not supported by {name}")
     if tools and not llm_model.supports_tool_calling:
-        raise _invalid(f"{_set_by(origins, 'tools')} are not supported by {name}")
+        raise _invalid(f"{_set_by(origins, 'tools')}: {name} does not support tool calling")
     if response_format is not None:
         kind = response_format.get("type") if isinstance(response_format, Mapping) else None
         option = f"response_format {kind} (set by {origins.get('response_format', CALL_LAYER)})"
