@@ -185,6 +185,25 @@ def test_timeouts_server_errors_and_unrelated_refusals_tell_nothing(app: Flask, 
     assert elapsed < 2.5
 
 
+def test_a_reply_cut_at_max_tokens_tells_nothing_and_secrets_are_masked(
+    app: Flask, db: Any
+) -> None:
+    stub = StubUpstream({"stream": "stream", "tools": "length", "response_format": "echo_auth"})
+    for server in serve(stub):
+        model = stub_model(server)
+        model.llm_provider.api_key = "sk-probe-SECRET-123456"
+        db.session.commit()
+        report = probe_model(model)
+
+    assert report.observed["supports_tool_calling"] is None
+    assert report.evidence["supports_tool_calling"] == (
+        "could not tell: the reply stopped at the 64-token limit before it was complete"
+    )
+    assert report.observed["supports_response_format_json_object"] is False
+    evidence = report.evidence["supports_response_format_json_object"]
+    assert evidence == 'ignored: the content is not JSON: "You sent Bearer [redacted]"'
+
+
 def test_probes_run_concurrently(app: Flask, db: Any) -> None:
     stub = StubUpstream(dict.fromkeys(("stream", "tools", "response_format"), "hang"))
     for server in serve(stub):

@@ -20,6 +20,8 @@ from typing import Any
 #   "500"        HTTP 500 (a server error: nothing learned)
 #   "401"        HTTP 401 about the key (a refusal that does not name the feature)
 #   "hang"       no answer for HANG_SECONDS, then a text reply
+#   "length"     a text reply cut at max_tokens (finish_reason "length")
+#   "echo_auth"  a text reply repeating the Authorization header it got
 HANG_SECONDS = 3.0
 REPLY = "Sure! Paris is the capital of France and it is sunny there today."
 
@@ -56,13 +58,18 @@ class StubUpstream:
         if how in ("500", "401"):
             message = "internal error" if how == "500" else "invalid api key"
             return _json(start_response, int(how), {"error": {"message": message}})
+        if how == "length":
+            return _json(start_response, 200, _completion(body["model"], "Let me", "length"))
+        if how == "echo_auth":
+            echo = f"You sent {environ.get('HTTP_AUTHORIZATION', '')}"
+            return _json(start_response, 200, _completion(body["model"], echo))
         if how in ("stream", "one_piece"):
             pieces = [REPLY[i : i + 10] for i in range(0, len(REPLY), 10)]
             return _sse(start_response, body["model"], pieces if how == "stream" else [REPLY])
         return _json(start_response, 200, _completion(body["model"], REPLY))
 
 
-def _completion(model: str, content: str) -> dict[str, Any]:
+def _completion(model: str, content: str, finish_reason: str = "stop") -> dict[str, Any]:
     return {
         "id": "stub-1",
         "object": "chat.completion",
@@ -72,7 +79,7 @@ def _completion(model: str, content: str) -> dict[str, Any]:
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": content},
-                "finish_reason": "stop",
+                "finish_reason": finish_reason,
             }
         ],
     }

@@ -16,13 +16,14 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import openai
 
 from webapp.llm.errors import describe_upstream_error
 from webapp.llm.run import sdk_arguments
+from webapp.llm.secrets import mask_secrets
 from webapp.llm.specs import ModelSpec
 
 # The capability columns, in the order they are reported.
@@ -81,11 +82,16 @@ def _unknown(column: str, evidence: str) -> Observation:
     return Observation(column, None, "unknown", f"could not tell: {evidence}")
 
 
-def _quote(text: str | None) -> str:
+def _clip(text: str | None) -> str:
+    """A provider's text on one line, cut to EVIDENCE_CHARS."""
     text = " ".join((text or "").split())
     if len(text) > EVIDENCE_CHARS:
         text = text[: EVIDENCE_CHARS - 1] + "…"
-    return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def _quote(text: str | None) -> str:
+    return json.dumps(_clip(text), ensure_ascii=False)
 
 
 # --- the requests ---------------------------------------------------------------------------
@@ -269,7 +275,7 @@ def _judge_tool_call(column: str, message: Any) -> Observation:
     problem = _call_problem(calls[0], ("get_weather",))
     if problem:
         return _ignored(column, problem)
-    arguments = calls[0].function.arguments
+    arguments = _clip(calls[0].function.arguments)
     return _worked(column, f"it called get_weather with valid JSON arguments {arguments}")
 
 
@@ -324,8 +330,9 @@ def _probe_stream(
             for chunk in chunks:
                 for choice in chunk.choices:
                     finish_reason = choice.finish_reason or finish_reason
-                    if choice.delta and choice.delta.content:
-                        pieces.append(choice.delta.content)
+                    text = _delta_text(choice.delta)
+                    if text:
+                        pieces.append(text)
                 if time.monotonic() > deadline:
                     return _unknown(column, f"the stream did not end within {time_limit:g} s")
     except Exception as error:  # the edge: whatever the provider or transport did
@@ -340,15 +347,32 @@ def _probe_stream(
     return _worked(column, f"the reply streamed in {len(pieces)} chunks")
 
 
+def _delta_text(delta: Any) -> str:
+    """A chunk's text: its content, or the reasoning some providers stream before it (a
+    reasoning model may spend the whole small max_tokens thinking)."""
+    if delta is None:
+        return ""
+    extra = getattr(delta, "model_extra", None) or {}
+    reasoning = extra.get("reasoning_content") or extra.get("reasoning")
+    return delta.content or (reasoning if isinstance(reasoning, str) else "")
+
+
 def _probe_once(
     column: str, client: Any, request: dict[str, Any], time_limit: float, secrets: list[str]
 ) -> Observation:
     try:
         response = client.chat.completions.create(**sdk_arguments(request), timeout=time_limit)
-        message = response.choices[0].message
+        choice = response.choices[0]
     except Exception as error:  # the edge: whatever the provider or transport did
         return _failed(column, error, secrets)
-    return _JUDGES[column](column, message)
+    observation = _JUDGES[column](column, choice.message)
+    if observation.observed is False and choice.finish_reason == "length":
+        # Cut short (a reasoning model thinking, say): not evidence that it ignored anything.
+        return _unknown(
+            column,
+            f"the reply stopped at the {PROBE_MAX_TOKENS}-token limit before it was complete",
+        )
+    return observation
 
 
 def probe_capabilities(
@@ -381,4 +405,7 @@ def probe_capabilities(
         else _unknown(column, f"no answer within {time_limit:g} s")
         for column in CAPABILITY_COLUMNS
     )
-    return ProbeReport(observations)
+    # The evidence quotes the provider: whatever it echoes of its secrets is masked.
+    return ProbeReport(
+        tuple(replace(o, evidence=mask_secrets(o.evidence, secrets)) for o in observations)
+    )
