@@ -29,6 +29,7 @@ def serve(stub: StubUpstream) -> Iterator[LiveServer]:
     try:
         yield server
     finally:
+        stub.released.set()
         server.stop()
 
 
@@ -52,7 +53,7 @@ def test_mock_model_is_observed_to_do_everything(app: Flask, db: Any, mock_api: 
         "it made 2 tool calls in one turn (get_weather, get_local_time)"
     )
     assert evidence["supports_response_format_json_schema"] == (
-        'the reply validated against the schema: "{\\"city\\": \\"mock\\", \\"population\\": 1}"'
+        'the reply validated against the schema: {"city": "mock", "population": 1}'
     )
     # Five small requests, one per capability, each with a small max_tokens.
     bodies = mock_api.wire.bodies

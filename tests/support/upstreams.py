@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -19,7 +18,7 @@ from typing import Any
 #   "one_piece"  a stream with the whole reply in one chunk (streaming ignored)
 #   "500"        HTTP 500 (a server error: nothing learned)
 #   "401"        HTTP 401 about the key (a refusal that does not name the feature)
-#   "hang"       no answer for HANG_SECONDS, then a text reply
+#   "hang"       no answer for HANG_SECONDS (or until `released`), then a text reply
 #   "length"     a text reply cut at max_tokens (finish_reason "length")
 #   "echo_auth"  a text reply repeating the Authorization header it got
 HANG_SECONDS = 3.0
@@ -43,6 +42,8 @@ class StubUpstream:
         self.behaviour = {"plain": "text", **behaviour}
         self.bodies: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        # Set when the test is done, so a "hang" ends with the test, not seconds later.
+        self.released = threading.Event()
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -53,7 +54,7 @@ class StubUpstream:
             self.bodies.append(body)
         how = self.behaviour.get(feature_of(body), "text")
         if how == "hang":
-            time.sleep(HANG_SECONDS)
+            self.released.wait(HANG_SECONDS)
             how = "text"
         if how in ("500", "401"):
             message = "internal error" if how == "500" else "invalid api key"

@@ -91,7 +91,7 @@ def _clip(text: str | None) -> str:
 
 
 def _quote(text: str | None) -> str:
-    return json.dumps(_clip(text), ensure_ascii=False)
+    return f'"{_clip(text)}"'
 
 
 # --- the requests ---------------------------------------------------------------------------
@@ -232,7 +232,7 @@ def _judge_json_object(column: str, message: Any) -> Observation:
         return _ignored(column, problem)
     if not isinstance(value, dict):
         return _ignored(column, f"the content is JSON but not an object: {_quote(message.content)}")
-    return _worked(column, f"the reply parsed as a JSON object: {_quote(message.content)}")
+    return _worked(column, f"the reply parsed as a JSON object: {_clip(message.content)}")
 
 
 def _judge_json_schema(column: str, message: Any) -> Observation:
@@ -246,7 +246,7 @@ def _judge_json_schema(column: str, message: Any) -> Observation:
             f"the JSON does not match the schema ({'; '.join(errors[:3])}): "
             f"{_quote(message.content)}",
         )
-    return _worked(column, f"the reply validated against the schema: {_quote(message.content)}")
+    return _worked(column, f"the reply validated against the schema: {_clip(message.content)}")
 
 
 def _call_problem(call: Any, offered: Iterable[str]) -> str | None:
