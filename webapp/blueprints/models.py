@@ -1,4 +1,5 @@
-"""Models pages (admin only): filterable list, create, edit, delete, toggle, connection test."""
+"""Models pages (admin only): filterable list, create, edit, delete, toggle, connection test,
+capability probes."""
 
 from __future__ import annotations
 
