@@ -233,6 +233,29 @@ def seed_openrouter_catalog(session: Session, report: SeedReport, provider: LLMP
         _seed_default_preset(session, report, model, comment, overrides)
 
 
+# Mock models that lack features and answer 400 naming them, as real providers do
+# (webapp.mock_llm.replies.MODEL_LIMITS), so a capability probe's "no" can be seen locally.
+# Their flags say the truth; the "mock" model above can do everything but claims only
+# streaming, so probing it shows flags to apply.
+LIMITED_MOCK_MODELS: tuple[dict[str, Any], ...] = (
+    {
+        "model": "mock-basic",
+        "name": "Mock Basic (no tools, no JSON modes)",
+        "key": "mock-basic",
+        "enabled": True,
+        "supports_streaming": True,
+    },
+    {
+        "model": "mock-lite",
+        "name": "Mock Lite (no streaming, no parallel tools, no JSON schema)",
+        "key": "mock-lite",
+        "enabled": True,
+        "supports_tool_calling": True,
+        "supports_response_format_json_object": True,
+    },
+)
+
+
 def seed_mock(session: Session, report: SeedReport, base_url: str) -> None:
     provider = _seed_provider(session, report, MOCK_PROVIDER_NAME, base_url, "/mock_llm/v1")
     model = _seed_model(
@@ -248,6 +271,8 @@ def seed_mock(session: Session, report: SeedReport, base_url: str) -> None:
     _seed_default_preset(
         session, report, model, "Deterministic sampling for the mock.", {"temperature": 0.0}
     )
+    for attributes in LIMITED_MOCK_MODELS:
+        _seed_model(session, report, provider, **attributes)
 
 
 def seed_llm(session: Session, settings: Mapping[str, Any]) -> SeedReport:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -149,3 +150,71 @@ class TestModelsTestCommand:
 
         assert result.exit_code != 0
         assert "no model matches 'nope'" in result.stderr
+
+
+class TestDryRun:
+    def test_prints_the_exact_request_and_sends_nothing(
+        self, runner: FlaskCliRunner, mock_api: MockAPI, model: LLMModel, db: Any
+    ) -> None:
+        provider = model.llm_provider
+        provider.api_key = "sk-dry-run-SECRET-1"
+        provider.headers = {"X-Title": "hdr-dry-run-SECRET-2"}
+        provider.llm_options_defaults = {"top_k": 20, "temperature": 0.5}
+        model.context_window_tokens = 1000
+        db.session.commit()
+
+        result = runner.invoke(
+            args=[
+                "chat",
+                "--model",
+                "mock",
+                "--preset",
+                "short",
+                "--system",
+                "Be terse.",
+                "--dry-run",
+                "hi",
+            ]
+        )
+
+        assert result.exit_code == 0, result.output
+        assert mock_api.wire.requests == []
+        assert "SECRET" not in result.output
+        printed = json.loads(result.stdout)
+        assert printed["url"] == f"{mock_api.url}/mock_llm/v1/chat/completions"
+        assert printed["headers"] == {
+            "Authorization": "[redacted]",
+            "Content-Type": "application/json",
+            "X-Title": "[redacted]",
+        }
+        assert printed["body"] == {
+            "model": "mock",
+            "messages": [
+                {"role": "system", "content": "Be terse."},
+                {"role": "user", "content": "hi"},
+            ],
+            "top_k": 20,
+            "temperature": 0.5,
+            "max_tokens": 3,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        budget = printed["budget"]
+        assert (budget["max_tokens"], budget["reserve_tokens"], budget["limit_tokens"]) == (
+            1000,
+            3,
+            997,
+        )
+        assert 0 < budget["estimated_tokens"] < 20
+        assert printed["preset"] == "short"
+
+    def test_the_body_is_what_a_real_call_sends(
+        self, runner: FlaskCliRunner, mock_api: MockAPI, model: LLMModel
+    ) -> None:
+        dry = json.loads(runner.invoke(args=["chat", "--model", "mock", "--dry-run", "hi"]).stdout)
+        assert mock_api.wire.requests == []
+
+        sent = runner.invoke(args=["chat", "--model", "mock", "hi"])
+
+        assert sent.exit_code == 0, sent.output
+        assert mock_api.wire.bodies == [dry["body"]]

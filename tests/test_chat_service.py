@@ -713,7 +713,8 @@ class TestCapabilityPreflight:
                 {"supports_tool_calling": True, "supports_response_format_json_object": True},
                 {"tools": TOOLS, "response_format": {"type": "json_object"}},
                 False,
-                "tools and response_format",
+                "tools (set by the call) and response_format (set by the call) cannot be used "
+                "together",
             ),
             (
                 {"supports_streaming": True, "supports_tool_calling": True},

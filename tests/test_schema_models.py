@@ -54,6 +54,7 @@ def test_tables_and_columns_are_the_contract(db: Any) -> None:
         "context_window_tokens",
         "message_overhead_tokens",
         "connection_tested_at",
+        "capabilities_probed_at",
         "created_at",
         "updated_at",
         "version",

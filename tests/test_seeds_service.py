@@ -29,8 +29,8 @@ def openrouter_model(db: Any, model_id: str) -> LLMModel:
 
 def test_seed_creates_providers_models_presets_and_mock(app: Flask, db: Any) -> None:
     report = seed_llm(db.session, app.config)
-    assert counts(db) == (9, 18, 18)
-    assert len(report.created) == 45 and report.existing == []
+    assert counts(db) == (9, 20, 18)
+    assert len(report.created) == 47 and report.existing == []
     names = set(db.session.scalars(select(LLMProvider.name)))
     assert names == {name for name, _, _ in PROVIDERS} | {"Mock (Local)"}
     assert all(p.api_format == "openai" for p in db.session.scalars(select(LLMProvider)))
@@ -114,6 +114,16 @@ def test_mock_model_and_preset(app: Flask, db: Any) -> None:
     assert preset is not None and preset.llm_options_overrides == {"temperature": 0.0}
 
 
+def test_limited_mock_models_are_seeded_with_truthful_flags(app: Flask, db: Any) -> None:
+    seed_llm(db.session, app.config)
+    rows = db.session.scalars(select(LLMModel).where(LLMModel.model.like("mock-%")))
+    capabilities = {row.key: row.capabilities for row in rows}
+    assert {key: sorted(k for k, v in caps.items() if v) for key, caps in capabilities.items()} == {
+        "mock-basic": ["supports_streaming"],
+        "mock-lite": ["supports_response_format_json_object", "supports_tool_calling"],
+    }
+
+
 def test_openrouter_headers_from_environment_and_omitted_when_unset(app: Flask, db: Any) -> None:
     seed_llm(db.session, {**app.config, "OPENROUTER_HTTP_REFERER": "https://me.example"})
     openrouter = db.session.scalars(select(LLMProvider).where(LLMProvider.name == "OpenRouter"))
@@ -129,8 +139,8 @@ def test_seed_is_idempotent(app: Flask, db: Any) -> None:
     seed_llm(db.session, app.config)
     report = seed_llm(db.session, app.config)
     assert report.created == []
-    assert len(report.existing) == 45
-    assert counts(db) == (9, 18, 18)
+    assert len(report.existing) == 47
+    assert counts(db) == (9, 20, 18)
 
 
 def test_seed_does_not_overwrite_user_edits(app: Flask, db: Any) -> None:
@@ -155,10 +165,10 @@ def test_seed_does_not_overwrite_user_edits(app: Flask, db: Any) -> None:
 def test_seed_command_reports_created_and_left_alone(app: Flask, runner: Any) -> None:
     first = runner.invoke(args=["seed"])
     assert first.exit_code == 0, first.output
-    assert "45 created, 0 left alone" in first.output
+    assert "47 created, 0 left alone" in first.output
     assert "created  provider OpenRouter" in first.output
     second = runner.invoke(args=["seed"])
-    assert "0 created, 45 left alone" in second.output
+    assert "0 created, 47 left alone" in second.output
 
 
 def test_racing_seed_runs_create_everything_once(app: Flask, db: Any, tmp_path: Any) -> None:
@@ -193,4 +203,4 @@ def test_racing_seed_runs_create_everything_once(app: Flask, db: Any, tmp_path: 
     for thread in threads:
         thread.join(timeout=60)
     assert errors == []
-    assert counts(db) == (9, 18, 18)
+    assert counts(db) == (9, 20, 18)

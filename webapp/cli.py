@@ -17,8 +17,8 @@ from seeds import seed_llm
 from webapp.extensions import db
 from webapp.models import LLMModel
 from webapp.models.llm import DEFAULT_PRESET_KEY
-from webapp.services import Result, check_model_connection, llm_models, providers
-from webapp.services.chat import chat_events
+from webapp.services import Result, check_model_connection, llm_models, probes, providers
+from webapp.services.chat import chat_events, preview_request
 from webapp.services.keys import KeyRotationError, rotate_encryption_key
 from webapp.services.users import change_password, create_user, find_user
 
@@ -163,22 +163,34 @@ def _echo_json(value: Any) -> None:
     help=f"A preset key (default: the model's '{DEFAULT_PRESET_KEY}' preset, if any).",
 )
 @click.option("--system", default=None, help="A system prompt.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Send nothing: print the exact request (URL, masked headers, JSON body, budget).",
+)
 @click.argument("message")
 @with_appcontext
 def chat_command(
-    model_reference: str, preset_key: str | None, system: str | None, message: str
+    model_reference: str, preset_key: str | None, system: str | None, dry_run: bool, message: str
 ) -> None:
     """Send MESSAGE to a model and print the reply (streamed when the model streams).
 
     The reply goes to standard output; a line of statistics (preset, tokens, timings) to
-    standard error.
+    standard error. With --dry-run nothing is sent: the request that would go to the
+    provider is printed as JSON — url, headers (every value masked), body (after preset,
+    option merge, language policy and capability checks) and budget (estimated, max,
+    reserve and limit tokens; max 0 = unlimited window).
 
     \b
     Example:
       flask chat --model mock "Say hello"
       flask chat --model "OpenRouter/x-ai/grok-4.1-fast" --system "Be brief." "Why SSE?"
+      flask chat --model mock --preset default --dry-run "Say hello"
     """
     model = _find_model(model_reference)
+    if dry_run:
+        _print_request(model, user_text=message, system=system, preset_key=preset_key)
+        return
     for event in chat_events(model, user_text=message, system=system, preset_key=preset_key):
         if event.type == "delta":
             click.echo(event.content, nl=False)
@@ -188,6 +200,24 @@ def chat_command(
         else:
             click.echo()
             click.echo(f"[{_stats_line(event.result.value)}]", err=True)
+
+
+def _print_request(model: LLMModel, **arguments: Any) -> None:
+    result = preview_request(model, **arguments)
+    if not result.success:
+        _fail(result)
+    value = result.value
+    preset = value["preset"]
+    _echo_json(
+        {
+            "url": value["url"],
+            "headers": value["headers"],
+            "body": value["body"],
+            "budget": value["budget"],
+            "preset": preset.key or preset.name if preset else None,
+            "warnings": value["warnings"],
+        }
+    )
 
 
 @click.group("models")
@@ -223,6 +253,67 @@ def test_model_command(reference: str, as_json: bool) -> None:
     if not result.success:
         _fail(result)
     click.echo(f"ok: {llm_models.reference_of(model)} answered in {result.value['latency_ms']} ms")
+
+
+def _flag_word(value: bool | None) -> str:
+    return {True: "yes", False: "no", None: "unknown"}[value]
+
+
+@models_group.command("probe")
+@click.argument("reference")
+@click.option("--json", "as_json", is_flag=True, help="Print the observations as JSON.")
+@click.option(
+    "--apply",
+    "apply_flags",
+    is_flag=True,
+    help="Set the model's flags to what was observed (an unknown never changes a flag).",
+)
+@click.option(
+    "--timeout",
+    "time_limit",
+    type=click.FloatRange(min=0.1),
+    default=probes.DEFAULT_TIME_LIMIT,
+    show_default=True,
+    help="Seconds each probe may take.",
+)
+@with_appcontext
+def probe_model_command(
+    reference: str, as_json: bool, apply_flags: bool, time_limit: float
+) -> None:
+    """Probe what the model REFERENCE can really do: five small requests at once (streaming,
+    tool calling, JSON object, JSON schema, parallel tool calls), each observed as yes (it
+    worked), no (the provider refused or ignored it) or unknown (timeout, 5xx, no connection).
+
+    With --json: one object keyed by the five capability columns (true / false / null) plus
+    `evidence`, a sentence per column. Changes to the flags (--apply) go to standard error.
+
+    \b
+    Example:
+      flask models probe mock
+      flask models probe "OpenRouter/x-ai/grok-4.1-fast" --json --apply
+    """
+    model = _find_model(reference)
+    stored = model.capabilities
+    report = probes.probe_model(model, time_limit=time_limit)
+    if as_json:
+        _echo_json(report.as_json())
+    else:
+        rows = [
+            [
+                observation.column,
+                _flag_word(stored[observation.column]),
+                _flag_word(observation.observed),
+                observation.evidence,
+            ]
+            for observation in report.observations
+        ]
+        click.echo(_table(["CAPABILITY", "STORED", "OBSERVED", "EVIDENCE"], rows))
+    if not apply_flags:
+        return
+    changed = probes.apply_observed(model, report.observed)
+    for column in changed:
+        click.echo(f"applied  {column} = {_flag_word(getattr(model, column))}", err=True)
+    click.echo(f"{len(changed)} flag(s) changed", err=True)
 
 
 @models_group.command("list")

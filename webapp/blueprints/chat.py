@@ -196,9 +196,8 @@ def presets() -> ResponseReturnValue:
     return render_template("chat/_preset_field.html", composer=composer)
 
 
-@bp.post("/chat/budget")
-def budget() -> ResponseReturnValue:
-    """≈ estimated prompt tokens against the model's limit, for the draft in the composer."""
+def _composer_choice() -> tuple[Conversation | None, chats.TurnChoice | None, Errors]:
+    """The conversation and the choice the composer's draft makes (content not required)."""
     conversation = None
     conversation_id = row_id(request.form.get("conversation_id"))
     if conversation_id:
@@ -209,8 +208,26 @@ def budget() -> ResponseReturnValue:
         # The model was just changed and the preset list not yet swapped: count with the
         # new model's default preset, as a send right after would be corrected to.
         choice, errors = chats.choose(replace(draft, llm_preset_id=None), require_content=False)
+    return conversation, choice, errors
+
+
+@bp.post("/chat/budget")
+def budget() -> ResponseReturnValue:
+    """≈ estimated prompt tokens against the model's limit, for the draft in the composer."""
+    conversation, choice, errors = _composer_choice()
     result = chats.prompt_budget(conversation, choice) if choice is not None else None
     return render_template("chat/_budget.html", result=result, errors=errors)
+
+
+@bp.post("/chat/request")
+def request_preview() -> ResponseReturnValue:
+    """Admins: the exact request the draft would send (URL, masked headers, JSON body,
+    budget); nothing is sent."""
+    if not current_user.is_admin:
+        abort(403)
+    conversation, choice, errors = _composer_choice()
+    result = chats.request_preview(conversation, choice) if choice is not None else None
+    return render_template("chat/_request.html", result=result, errors=errors)
 
 
 # --- one message: show, stop, stream ------------------------------------------------------

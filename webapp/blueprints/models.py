@@ -1,4 +1,5 @@
-"""Models pages (admin only): filterable list, create, edit, delete, toggle, connection test."""
+"""Models pages (admin only): filterable list, create, edit, delete, toggle, connection test,
+capability probes."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from markupsafe import Markup
 
 from webapp.extensions import db
 from webapp.forms import DeleteForm, ModelForm, ModelListQuery, save_form
+from webapp.forms.models import capability_labels
 from webapp.htmx import is_htmx_fragment_request, redirect_for_htmx
 from webapp.models import LLMModel
-from webapp.services import llm_models
+from webapp.services import llm_models, probes
 from webapp.services.presets import presets_of
 from webapp.services.providers import provider_choices
 from webapp.services.records import StaleRecordError
@@ -32,9 +34,22 @@ def _wants_table_only() -> bool:
     )
 
 
-def _render_form(model: LLMModel | None, form: ModelForm, status: int = 200) -> ResponseReturnValue:
+def _render_form(
+    model: LLMModel | None,
+    form: ModelForm,
+    status: int = 200,
+    probe_report: probes.ProbeReport | None = None,
+) -> ResponseReturnValue:
     presets = presets_of(model.id) if model else []
-    return render_template("models/form.html", model=model, form=form, presets=presets), status
+    page = render_template(
+        "models/form.html",
+        model=model,
+        form=form,
+        presets=presets,
+        probe_report=probe_report,
+        capability_labels=capability_labels(),
+    )
+    return page, status
 
 
 @bp.get("/")
@@ -147,3 +162,41 @@ def test_connection(model_id: int) -> ResponseReturnValue:
     else:
         flash(f"{model.name}: connection failed — {'; '.join(result.errors)}", "error")
     return redirect_for_htmx(url_for("models.index"))
+
+
+# How the probe page posts an observed flag back: "1" / "0"; an unknown one is not posted.
+OBSERVED_VALUES = {"1": True, "0": False}
+
+
+@bp.post("/<id:model_id>/probe")
+def probe(model_id: int) -> ResponseReturnValue:
+    """Probe the model's capabilities; htmx gets the stored-vs-observed table, a plain
+    request the edit page with it."""
+    model = db.get_or_404(LLMModel, model_id)
+    report = probes.probe_model(model, time_limit=probes.PAGE_TIME_LIMIT)
+    if is_htmx_fragment_request():
+        return render_template(
+            "models/_probe_result.html",
+            model=model,
+            probe_report=report,
+            capability_labels=capability_labels(),
+        )
+    return _render_form(model, ModelForm(model), probe_report=report)
+
+
+@bp.post("/<id:model_id>/probe/apply")
+def apply_probe(model_id: int) -> ResponseReturnValue:
+    """Set the flags to the observed values posted back by the probe's result."""
+    model = db.get_or_404(LLMModel, model_id)
+    observed = {
+        column: OBSERVED_VALUES.get(request.form.get(column, ""))
+        for column in probes.CAPABILITY_COLUMNS
+    }
+    changed = probes.apply_observed(model, observed)
+    labels = capability_labels()
+    if changed:
+        names = ", ".join(labels[column] for column in changed)
+        flash(f"Applied the observed capabilities to {model.name}: {names}.", "success")
+    else:
+        flash(f"{model.name}'s capabilities already matched what was observed.", "success")
+    return redirect_for_htmx(url_for("models.edit", model_id=model.id))

@@ -25,6 +25,11 @@ MAX_QUERY_LENGTH = 200
 ENABLED_FILTERS = {"yes": True, "no": False}
 
 
+def capability_labels() -> dict[str, str]:
+    """The capability columns with the labels the model form gives them."""
+    return {column: getattr(ModelForm, column).args[0] for column in CAPABILITY_COLUMNS}
+
+
 class ModelForm(RecordForm[ModelFields]):
     noun = "model"
     llm_provider_id = IdChoiceField("Provider", missing_message=PROVIDER_GONE)

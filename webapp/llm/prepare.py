@@ -20,6 +20,7 @@ from webapp.llm.budget import (
 )
 from webapp.llm.language import language_policy
 from webapp.llm.results import Result
+from webapp.llm.secrets import MASK
 from webapp.llm.specs import ModelSpec, PresetSpec
 
 MESSAGE_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
@@ -107,18 +108,49 @@ def _resolve_preset(llm_model: ModelSpec, preset: Any, preset_key: Any) -> Prese
     return found
 
 
+# Who set an option: a layer of the merge, named in errors ("set by preset \"strict\"").
+CALL_LAYER = "the call"
+
+
+def provider_layer(llm_model: ModelSpec) -> str:
+    return f'provider "{llm_model.provider.name}" defaults'
+
+
+def preset_layer(preset: PresetSpec) -> str:
+    return f'preset "{preset.key or preset.name}"'
+
+
+@dataclass(frozen=True)
+class MergedOptions:
+    """The merged options, and for each top-level key the layer(s) that set it."""
+
+    options: dict[str, Any]
+    origins: dict[str, str]
+
+
 def _merge_options(
     llm_model: ModelSpec, preset: PresetSpec | None, llm_options: Mapping[str, Any] | None
-) -> dict[str, Any]:
+) -> MergedOptions:
     requested = dict(llm_options or {})
     forbidden = sorted(CALLER_FORBIDDEN_OPTIONS & requested.keys())
     if forbidden:
-        raise _invalid(f"llm_options may not set {', '.join(forbidden)}")
-    merged = dict(llm_model.provider.llm_options_defaults)
+        raise _invalid(f"{CALL_LAYER}'s llm_options may not set {', '.join(forbidden)}")
+    layers: list[tuple[str, Mapping[str, Any]]] = [
+        (provider_layer(llm_model), llm_model.provider.llm_options_defaults)
+    ]
     if preset is not None:
-        merged = deep_merge(merged, preset.llm_options_overrides)
-    merged = deep_merge(merged, requested)
-    return {k: v for k, v in merged.items() if k not in SERVICE_OWNED_OPTIONS}
+        layers.append((preset_layer(preset), preset.llm_options_overrides))
+    layers.append((CALL_LAYER, requested))
+    merged: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for layer, values in layers:
+        for key, value in values.items():
+            # A mapping merged into a mapping keeps both layers' keys: both set it.
+            both = isinstance(value, Mapping) and isinstance(merged.get(key), Mapping)
+            origins[key] = f"{origins[key]} and {layer}" if both else layer
+        merged = deep_merge(merged, values)
+    options = {k: v for k, v in merged.items() if k not in SERVICE_OWNED_OPTIONS}
+    return MergedOptions(options, {k: origins[k] for k in options})
 
 
 def _build_messages(
@@ -150,27 +182,43 @@ def _build_messages(
     return messages
 
 
-def _preflight(llm_model: ModelSpec, options: dict[str, Any], stream: bool) -> None:
-    """Reject what the model cannot do; settle parallel_tool_calls."""
+def _set_by(origins: Mapping[str, str], key: str) -> str:
+    return f"{key} (set by {origins.get(key, CALL_LAYER)})"
+
+
+def _preflight(
+    llm_model: ModelSpec, options: dict[str, Any], stream: bool, origins: Mapping[str, str]
+) -> None:
+    """Reject what the model cannot do, naming the option and the layer that set it;
+    settle parallel_tool_calls."""
     name = llm_model.name
     tools = options.get("tools")
     response_format = options.get("response_format")
+    streaming = f"streaming (set by {CALL_LAYER})"
     if stream and not llm_model.supports_streaming:
-        raise _invalid(f"{name} does not support streaming")
+        raise _invalid(f"{streaming} is not supported by {name}")
     if tools and not llm_model.supports_tool_calling:
-        raise _invalid(f"{name} does not support tool calling")
+        raise _invalid(f"{_set_by(origins, 'tools')}: {name} does not support tool calling")
     if response_format is not None:
         kind = response_format.get("type") if isinstance(response_format, Mapping) else None
+        option = f"response_format {kind} (set by {origins.get('response_format', CALL_LAYER)})"
         if kind == "json_object" and not llm_model.supports_response_format_json_object:
-            raise _invalid(f"{name} does not support response_format json_object")
+            raise _invalid(f"{option} is not supported by {name}")
         if kind == "json_schema" and not llm_model.supports_response_format_json_schema:
-            raise _invalid(f"{name} does not support response_format json_schema")
+            raise _invalid(f"{option} is not supported by {name}")
         if kind not in ("text", "json_object", "json_schema"):
-            raise _invalid("response_format.type must be text, json_object or json_schema")
+            raise _invalid(
+                f"{_set_by(origins, 'response_format')}: its type must be text, json_object "
+                "or json_schema"
+            )
     if tools and response_format is not None:
-        raise _invalid("tools and response_format cannot be used together")
+        raise _invalid(
+            f"{_set_by(origins, 'tools')} and {_set_by(origins, 'response_format')} "
+            "cannot be used together"
+        )
     if stream and (tools or response_format is not None):
-        raise _invalid("streaming cannot be combined with tools or response_format")
+        other = _set_by(origins, "tools" if tools else "response_format")
+        raise _invalid(f"{streaming} cannot be combined with {other}")
     if not llm_model.supports_parallel_tool_calls:
         options.pop("parallel_tool_calls", None)
     elif response_format is not None:
@@ -179,19 +227,20 @@ def _preflight(llm_model: ModelSpec, options: dict[str, Any], stream: bool) -> N
         options.setdefault("parallel_tool_calls", False)
 
 
-def _reserve_tokens(options: Mapping[str, Any]) -> int:
-    reserve = options.get("max_tokens", options.get("max_completion_tokens"))
+def _reserve_tokens(options: Mapping[str, Any], origins: Mapping[str, str]) -> int:
+    key = "max_tokens" if "max_tokens" in options else "max_completion_tokens"
+    reserve = options.get(key)
     if reserve is None:
         return 0
     if isinstance(reserve, bool) or not isinstance(reserve, int) or reserve < 0:
-        raise _invalid("max_tokens must be a non-negative integer")
+        raise _invalid(f"{_set_by(origins, key)} must be a non-negative integer")
     return reserve
 
 
 def _budget(
     llm_model: ModelSpec,
     messages: list[dict[str, Any]],
-    options: Mapping[str, Any],
+    options: MergedOptions,
     context: Mapping[str, Any],
     *,
     count_unlimited: bool = False,
@@ -207,7 +256,7 @@ def _budget(
     budget = check_prompt_budget(
         messages,
         context_window_tokens=llm_model.context_window_tokens,
-        reserve_tokens=_reserve_tokens(options),
+        reserve_tokens=_reserve_tokens(options.options, options.origins),
         **counting,
     )
     if budget.estimated_tokens is None and count_unlimited:
@@ -218,7 +267,7 @@ def _budget(
 def _check_budget(
     llm_model: ModelSpec,
     messages: list[dict[str, Any]],
-    options: Mapping[str, Any],
+    options: MergedOptions,
     context: Mapping[str, Any],
 ) -> None:
     budget = _budget(llm_model, messages, options, context)
@@ -242,7 +291,7 @@ class _Draft:
     """A request built from the inputs, before the capability and budget checks."""
 
     preset: PresetSpec | None
-    options: dict[str, Any]
+    options: MergedOptions
     messages: list[dict[str, Any]]
     context: dict[str, Any]
     warning: str | None
@@ -283,12 +332,12 @@ def prepare_chat(
     """
     try:
         draft = _draft(llm_model, **inputs)
-        _preflight(llm_model, draft.options, stream)
+        _preflight(llm_model, draft.options.options, stream, draft.options.origins)
         _check_budget(llm_model, draft.messages, draft.options, draft.context)
     except _Invalid as invalid:
         return invalid.result
     request: dict[str, Any] = {"model": llm_model.model, "messages": draft.messages}
-    request |= draft.options
+    request |= draft.options.options
     if stream:
         request |= {"stream": True, "stream_options": {"include_usage": True}}
     return PreparedChat(
@@ -324,4 +373,33 @@ def preview_prompt_budget(llm_model: ModelSpec, **inputs: Any) -> Result:
         limit_tokens=budget.limit_tokens,
         exceeded=budget.exceeded,
         preset=draft.preset,
+    )
+
+
+def preview_request(llm_model: ModelSpec, *, stream: bool = False, **inputs: Any) -> Result:
+    """The exact request prepare_chat would build, without sending anything (a dry run).
+
+    Every rule runs as for a real call, so a failure is the one the call would meet. The
+    value holds `url` (<endpoint>/chat/completions), `headers` (Authorization and every
+    provider header, each value masked), `body` (the JSON body, after preset resolution,
+    option merge, language policy and preflight), `budget` (estimated_tokens, max_tokens
+    — the context window, 0 = unlimited —, reserve_tokens, limit_tokens), `preset` and
+    `warnings`.
+    """
+    prepared = prepare_chat(llm_model, client=None, stream=stream, **inputs)
+    if isinstance(prepared, Result):
+        return prepared
+    budget = preview_prompt_budget(llm_model, **inputs).value
+    headers = {"Authorization": MASK, "Content-Type": "application/json"}
+    headers |= dict.fromkeys(llm_model.provider.headers, MASK)
+    return Result.ok(
+        url=f"{llm_model.provider.endpoint.rstrip('/')}/chat/completions",
+        headers=headers,
+        body=prepared.request,
+        budget={
+            name: budget[name]
+            for name in ("estimated_tokens", "max_tokens", "reserve_tokens", "limit_tokens")
+        },
+        preset=prepared.preset,
+        warnings=prepared.warnings,
     )

@@ -85,7 +85,7 @@ class ChatStream:
         self.cancellation.cancel()
 
 
-def _sdk_arguments(request: Mapping[str, Any]) -> dict[str, Any]:
+def sdk_arguments(request: Mapping[str, Any]) -> dict[str, Any]:
     """Named SDK parameters as keyword arguments, the rest (top_k, min_p …) in extra_body."""
     arguments = {
         k: v
@@ -124,7 +124,7 @@ def send_chat(prepared: PreparedChat, cancellation: Cancellation | None = None) 
     start = time.perf_counter()
     try:
         with (cancellation or Cancellation()).active():
-            response = prepared.client.chat.completions.create(**_sdk_arguments(prepared.request))
+            response = prepared.client.chat.completions.create(**sdk_arguments(prepared.request))
         choice = response.choices[0]
         # A provider that echoes what it was sent must not hand its key to the reader.
         content = mask_secrets(choice.message.content or "", prepared.secrets)
@@ -165,7 +165,7 @@ def stream_prepared(
     cancellation = cancellation or Cancellation()
     try:
         with cancellation.active():
-            opened = prepared.client.chat.completions.create(**_sdk_arguments(prepared.request))
+            opened = prepared.client.chat.completions.create(**sdk_arguments(prepared.request))
         cancellation.add_response(opened.response)
         with opened as chunks:
             for chunk in chunks:

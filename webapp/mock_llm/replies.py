@@ -5,6 +5,7 @@ The views (`webapp.mock_llm.views`) turn these into HTTP; tests call them direct
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -43,6 +44,10 @@ class CompletionRequest:
     max_tokens: int | None
     stream: bool
     include_usage: bool
+    # The function tools offered (each {"name", "parameters"}), and the reply's shape.
+    tools: Sequence[Mapping[str, Any]] = ()
+    parallel_tool_calls: bool = False
+    response_format: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -72,13 +77,79 @@ def parse_completion_request(body: object) -> CompletionRequest:
         max_tokens = None
     stream_options = body.get("stream_options")
     include_usage = isinstance(stream_options, Mapping) and stream_options.get("include_usage")
+    response_format = body.get("response_format")
     return CompletionRequest(
         model=model,
         messages=messages,
         max_tokens=max_tokens,
         stream=body.get("stream") is True,
         include_usage=include_usage is True,
+        tools=_offered_tools(body),
+        parallel_tool_calls=body.get("parallel_tool_calls") is True,
+        response_format=response_format if isinstance(response_format, Mapping) else None,
     )
+
+
+def _offered_tools(body: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
+    """The functions of `tools`, unless tool_choice is "none" (then no tool is called)."""
+    tools = body.get("tools")
+    if not isinstance(tools, list) or body.get("tool_choice") == "none":
+        return ()
+    functions = (tool.get("function") for tool in tools if isinstance(tool, Mapping))
+    return tuple(
+        function
+        for function in functions
+        if isinstance(function, Mapping) and isinstance(function.get("name"), str)
+    )
+
+
+# Mock model ids that lack features, as real providers do: asked for one, they answer 400
+# naming it. Every other model id can do everything.
+MODEL_LIMITS: dict[str, frozenset[str]] = {
+    "mock-basic": frozenset({"tools", "json_object", "json_schema"}),
+    "mock-lite": frozenset({"stream", "parallel_tool_calls", "json_schema"}),
+}
+_FEATURE_REFUSALS = {
+    "stream": ("streaming is not supported by this model", "stream"),
+    "tools": ("tools are not supported by this model", "tools"),
+    "parallel_tool_calls": (
+        "parallel_tool_calls is not supported by this model",
+        "parallel_tool_calls",
+    ),
+    "json_object": (
+        "response_format json_object is not supported by this model",
+        "response_format",
+    ),
+    "json_schema": (
+        "response_format json_schema is not supported by this model",
+        "response_format",
+    ),
+}
+
+
+def requested_features(request: CompletionRequest) -> list[str]:
+    """The optional features a request asks for, in the order a provider checks them."""
+    features = []
+    if request.stream:
+        features.append("stream")
+    if request.tools:
+        features.append("tools")
+    if request.tools and request.parallel_tool_calls:
+        features.append("parallel_tool_calls")
+    kind = (request.response_format or {}).get("type")
+    if kind in ("json_object", "json_schema"):
+        features.append(kind)
+    return features
+
+
+def unsupported_feature_error(request: CompletionRequest) -> dict[str, Any] | None:
+    """The 400 error body for the first feature this mock model lacks, or None."""
+    missing = MODEL_LIMITS.get(request.model, frozenset())
+    for feature in requested_features(request):
+        if feature in missing:
+            message, param = _FEATURE_REFUSALS[feature]
+            return {"error": {"message": message, "type": "invalid_request_error", "param": param}}
+    return None
 
 
 def content_text(content: object) -> str:
@@ -225,6 +296,73 @@ def fault_error_body(status: int) -> dict[str, Any]:
     return {"error": {"message": f"mock fault: HTTP {status}", "type": error_type, "code": code}}
 
 
+def sample_for_schema(schema: object) -> Any:
+    """A value satisfying a JSON schema's basics: const, enum, type, an object's required
+    properties (each sampled in turn), an array's minItems."""
+    if not isinstance(schema, Mapping):
+        return "mock"
+    if "const" in schema:
+        return schema["const"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or (kind is None and "properties" in schema):
+        properties = schema.get("properties")
+        properties = properties if isinstance(properties, Mapping) else {}
+        required = schema.get("required")
+        required = required if isinstance(required, list) else []
+        return {name: sample_for_schema(properties.get(name)) for name in required}
+    if kind == "array":
+        count = schema.get("minItems")
+        count = count if isinstance(count, int) and not isinstance(count, bool) else 0
+        return [sample_for_schema(schema.get("items")) for _ in range(max(count, 0))]
+    return _SAMPLES.get(kind, "mock")
+
+
+_SAMPLES: dict[Any, Any] = {
+    "string": "mock",
+    "integer": 1,
+    "number": 1,
+    "boolean": True,
+    "null": None,
+}
+
+
+def tool_calls_for(request: CompletionRequest, id_tag: str) -> list[dict[str, Any]]:
+    """Calls to the first offered tool (and the second too, when parallel_tool_calls is
+    true and two are offered), each with JSON arguments for its required parameters."""
+    count = 2 if request.parallel_tool_calls and len(request.tools) >= 2 else 1
+    return [
+        {
+            "id": f"call_{id_tag}{index}",
+            "type": "function",
+            "function": {
+                "name": function["name"],
+                "arguments": json.dumps(sample_for_schema(function.get("parameters") or {})),
+            },
+        }
+        for index, function in enumerate(request.tools[:count])
+    ]
+
+
+def json_reply(request: CompletionRequest, tag: str) -> str | None:
+    """The content of a JSON-mode reply (json_object or json_schema), else None.
+
+    Never cut by max_tokens, so it always parses."""
+    response_format = request.response_format or {}
+    kind = response_format.get("type")
+    if kind == "json_object":
+        reply = f"{reply_body(request.model, request.messages)} [#{tag}]"
+        return json.dumps({"reply": reply}, ensure_ascii=False)
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, Mapping) else None
+        return json.dumps(sample_for_schema(schema or {"type": "object"}), ensure_ascii=False)
+    return None
+
+
 @dataclass(frozen=True)
 class Completion:
     """One mock answer, from which the JSON body and every stream chunk are built."""
@@ -234,6 +372,16 @@ class Completion:
     model: str
     content: str
     usage: dict[str, int]
+    tool_calls: list[dict[str, Any]] | None = None
+
+    @property
+    def finish_reason(self) -> str:
+        return "tool_calls" if self.tool_calls else "stop"
+
+    def message(self) -> dict[str, Any]:
+        if self.tool_calls:
+            return {"role": "assistant", "content": None, "tool_calls": self.tool_calls}
+        return {"role": "assistant", "content": self.content}
 
     def body(self) -> dict[str, Any]:
         """The non-streaming `chat.completion` body."""
@@ -243,18 +391,31 @@ class Completion:
             "created": self.created,
             "model": self.model,
             "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": self.content},
-                    "finish_reason": "stop",
-                }
+                {"index": 0, "message": self.message(), "finish_reason": self.finish_reason}
             ],
             "usage": self.usage,
         }
 
+    def stream_deltas(self) -> list[dict[str, Any]]:
+        """The deltas after the first {role}: content pieces, or the tool calls as OpenAI
+        streams them (id, type and name first, then the arguments in pieces)."""
+        if not self.tool_calls:
+            return [{"content": piece} for piece in stream_pieces(self.content)]
+        deltas: list[dict[str, Any]] = []
+        for index, call in enumerate(self.tool_calls):
+            function = call["function"]
+            opening = {"id": call["id"], "type": "function"}
+            opening["function"] = {"name": function["name"], "arguments": ""}
+            deltas.append({"tool_calls": [{"index": index, **opening}]})
+            deltas.extend(
+                {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+                for piece in stream_pieces(function["arguments"])
+            )
+        return deltas
+
     def chunk(
         self,
-        delta: dict[str, str],
+        delta: dict[str, Any],
         finish_reason: str | None = None,
         usage: dict[str, int] | None = None,
     ) -> dict[str, Any]:
@@ -274,8 +435,23 @@ class Completion:
 def build_completion(
     request: CompletionRequest, completion_id: str, created: int, tag: str
 ) -> Completion:
-    """The answer to a valid request; the random parts (id, tag) come from the caller."""
-    content = reply_text(request, tag)
+    """The answer to a valid request; the random parts (id, tag) come from the caller.
+
+    Offered tools are called; a JSON response_format gets JSON; otherwise the reply text."""
+    if request.tools:
+        calls = tool_calls_for(request, tag)
+        arguments = "".join(call["function"]["arguments"] for call in calls)
+        return Completion(
+            id=completion_id,
+            created=created,
+            model=request.model,
+            content="",
+            usage=usage(request.messages, arguments),
+            tool_calls=calls,
+        )
+    content = json_reply(request, tag)
+    if content is None:
+        content = reply_text(request, tag)
     return Completion(
         id=completion_id,
         created=created,

@@ -29,7 +29,7 @@ from webapp.mock_llm.replies import (
     fault_error_body,
     parse_completion_request,
     parse_faults,
-    stream_pieces,
+    unsupported_feature_error,
 )
 
 FAULT_HEADER = "X-Mock-Fault"
@@ -120,6 +120,9 @@ def chat_completions() -> ResponseReturnValue:
         chat = parse_completion_request(_json_body())
     except InvalidCompletionRequest as exc:
         return _error(400, str(exc))
+    refusal = unsupported_feature_error(chat)
+    if refusal is not None:
+        return jsonify(refusal), 400
     completion = build_completion(
         chat,
         completion_id=f"mockcmpl-{secrets.token_hex(12)}",
@@ -177,10 +180,10 @@ def _stream_frames(
     stop_after = faults.cut if faults.cut is not None else faults.error
     try:
         yield _sse(completion.chunk({"role": "assistant"}))
-        for index, piece in enumerate(stream_pieces(completion.content)[:stop_after]):
+        for index, delta in enumerate(completion.stream_deltas()[:stop_after]):
             if index and delay:
                 time.sleep(delay)
-            yield _sse(completion.chunk({"content": piece}))
+            yield _sse(completion.chunk(delta))
         if faults.cut is not None:
             outcome = "cut"
             raise MockStreamCut()
@@ -188,7 +191,8 @@ def _stream_frames(
             yield _sse(IN_BAND_ERROR)
             outcome = "error"
             return
-        yield _sse(completion.chunk({}, "stop", completion.usage if include_usage else None))
+        usage = completion.usage if include_usage else None
+        yield _sse(completion.chunk({}, completion.finish_reason, usage))
         yield "data: [DONE]\n\n"
         outcome = "completed"
     finally:

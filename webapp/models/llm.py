@@ -247,6 +247,8 @@ class LLMModel(RecordMixin, db.Model):
     )
     message_overhead_tokens: Mapped[int | None] = mapped_column(nullable=True)
     connection_tested_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Set by a capability probe (webapp.services.probes), whatever it found.
+    capabilities_probed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     version: Mapped[int] = mapped_column(nullable=False, default=1, server_default="1")
     __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
 

@@ -11,9 +11,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import update
-
-from webapp.extensions import db
 from webapp.llm import prepare, run
 from webapp.llm import results as codes
 from webapp.llm.results import Result
@@ -21,6 +18,7 @@ from webapp.llm.run import ChatStream, StreamEvent
 from webapp.llm.specs import ModelSpec, PresetSpec
 from webapp.models import LLMModel, LLMPreset
 from webapp.models.types import utcnow
+from webapp.services import records
 from webapp.services.llm_config import model_spec, preset_spec, provider_client
 
 
@@ -139,6 +137,19 @@ def preview_prompt_budget(llm_model: LLMModel, **arguments: Unpack[ChatArguments
     return call.rows(prepare.preview_prompt_budget(call.spec, **call.arguments))
 
 
+def preview_request(llm_model: LLMModel, **arguments: Unpack[ChatArguments]) -> Result:
+    """The exact request a chat with `llm_model` would send (streamed when the model
+    streams, as chat_events does), with URL, masked headers and budget — nothing is sent.
+    See webapp.llm.prepare.preview_request."""
+    invalid = _invalid_model_or_preset(llm_model, arguments)
+    if invalid is not None:
+        return invalid
+    call = _Call(llm_model, arguments, with_client=False)
+    return call.rows(
+        prepare.preview_request(call.spec, stream=call.spec.supports_streaming, **call.arguments)
+    )
+
+
 def check_model_connection(llm_model: LLMModel, *, client: Any = None) -> Result:
     """Send one tiny completion to the model.
 
@@ -148,13 +159,7 @@ def check_model_connection(llm_model: LLMModel, *, client: Any = None) -> Result
     spec: ModelSpec = model_spec(llm_model)
     result = run.ping(spec, client or provider_client(llm_model.llm_provider))
     tested_at = utcnow() if result.success else None
-    # A plain UPDATE, not an edit: it leaves the version alone (an edit form opened before
-    # the test still saves) and a model deleted meanwhile is no error.
-    db.session.execute(
-        update(LLMModel).where(LLMModel.id == llm_model.id).values(connection_tested_at=tested_at),
-        execution_options={"synchronize_session": "fetch"},
-    )
-    db.session.commit()
+    records.stamp(llm_model, connection_tested_at=tested_at)
     if not result.success:
         return result
     return Result.ok(**result.value, tested_at=tested_at)

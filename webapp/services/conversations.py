@@ -18,7 +18,7 @@ from webapp.models import ChatMessage, Conversation, LLMModel, LLMPreset, LLMPro
 from webapp.models.chat import DEFAULT_TITLE
 from webapp.models.types import utcnow
 from webapp.models.validation import UNSTORABLE_MESSAGE, Errors, is_storable
-from webapp.services.chat import preview_prompt_budget
+from webapp.services.chat import preview_prompt_budget, preview_request
 from webapp.services.presets import default_preset_of, presets_of
 
 TITLE_CHARS = 60
@@ -336,6 +336,19 @@ def prompt_budget(conversation: Conversation | None, choice: TurnChoice) -> Resu
     """The token budget the next message would meet (see `preview_prompt_budget`)."""
     history = history_before(conversation.id) if conversation is not None else []
     return preview_prompt_budget(
+        choice.llm_model,
+        user_text=choice.content,
+        history=history,
+        system=choice.system_prompt,
+        preset=choice.preset,
+    )
+
+
+def request_preview(conversation: Conversation | None, choice: TurnChoice) -> Result:
+    """The exact request the next message would send, nothing sent (see `preview_request`):
+    the same inputs as `prompt_budget`."""
+    history = history_before(conversation.id) if conversation is not None else []
+    return preview_request(
         choice.llm_model,
         user_text=choice.content,
         history=history,

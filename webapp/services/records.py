@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -101,3 +102,15 @@ def lock_for_writing(session: Session) -> None:
         return
     if not connection.connection.driver_connection.in_transaction:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def stamp(record: LLMProvider | LLMModel | LLMPreset, **values: Any) -> None:
+    """Set bookkeeping columns (when a model was last tested or probed) with a plain UPDATE
+    and commit: not an edit, so the version stays (an edit form opened before still saves)
+    and a row deleted meanwhile is no error."""
+    model = type(record)
+    db.session.execute(
+        update(model).where(model.id == record.id).values(**values),
+        execution_options={"synchronize_session": "fetch"},
+    )
+    db.session.commit()
