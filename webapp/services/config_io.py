@@ -123,7 +123,8 @@ def _preset_order(preset: LLMPreset) -> tuple[int, str, str]:
 
 def export_data(session: Session) -> dict[str, Any]:
     """The whole configuration as plain data in a stable order, secrets as env references."""
-    providers = session.scalars(select(LLMProvider).order_by(LLMProvider.name)).all()
+    # Sorted here, not in SQL: collations differ between databases, the file must not.
+    providers = sorted(session.scalars(select(LLMProvider)).all(), key=lambda p: p.name)
     used: set[str] = set()
     out = []
     for provider in providers:
