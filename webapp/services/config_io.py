@@ -329,12 +329,11 @@ class _Importer:
             )
             if write:
                 secret_values["api_key"] = value
-        headers = entry.get("headers", {})
-        if headers is None:
-            headers = {}
-        if not isinstance(headers, dict):
+        # Headers not in the entry: the stored ones stay (as any field left out).
+        headers = entry.get("headers") or {}
+        if "headers" in entry and not isinstance(headers, dict):
             self.problems.add(f"{path}.headers", "must be a mapping")
-        else:
+        elif "headers" in entry:
             stored_headers = {} if is_new else dict(provider.headers or {})
             resolved = {}
             for header, value in headers.items():
