@@ -15,12 +15,13 @@ from werkzeug.serving import run_simple
 
 from seeds import seed_llm
 from webapp.extensions import db
-from webapp.models import LLMModel
+from webapp.models import LLMModel, acting_as
 from webapp.models.llm import DEFAULT_PRESET_KEY
 from webapp.services import (
     Result,
     check_model_connection,
     config_io,
+    history,
     llm_models,
     probes,
     providers,
@@ -34,7 +35,8 @@ from webapp.services.users import change_password, create_user, find_user
 @with_appcontext
 def seed_command() -> None:
     """Create the seed providers, models and presets that are missing (never overwrites)."""
-    report = seed_llm(db.session, current_app.config)
+    with acting_as("flask seed"):
+        report = seed_llm(db.session, current_app.config)
     for label in report.created:
         click.echo(f"created  {label}")
     for label in report.existing:
@@ -89,7 +91,8 @@ def rotate_command(old_key: str, new_key: str | None) -> None:
 def up_command(host: str, port: int) -> None:
     """Development: apply migrations, load seeds, serve on HOST:PORT (threaded)."""
     upgrade()
-    report = seed_llm(db.session, current_app.config)
+    with acting_as("flask up"):
+        report = seed_llm(db.session, current_app.config)
     click.echo(f"seeds: {len(report.created)} created, {len(report.existing)} already there")
     click.echo(f"ModelDesk on http://{host}:{port}/")
     # Threaded: the chat streams while the same process answers the mock provider.
@@ -551,6 +554,45 @@ def import_config_command(file: Any, dry_run: bool, prune: bool, keep_secrets: b
     counts = plan.counts()
     summary = f"{counts['+']} to create, {counts['~']} to update, {counts['-']} to delete"
     click.echo(f"dry run: {summary}; nothing written" if dry_run else f"applied: {summary}")
+
+
+@config_group.command("history")
+@click.option(
+    "--since",
+    "since_days",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Only the changes of the last DAYS days.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of text.")
+@with_appcontext
+def config_history_command(since_days: float | None, as_json: bool) -> None:
+    """Show who changed which provider, model or preset, when, and how (newest first).
+
+    Every create, update and delete is recorded — from the pages, the CLI, seeds and
+    imports — with the user's email or the command's name and the field-level
+    before → after; secrets show only as "changed".
+
+    \b
+    Example:
+      flask config history --since 7
+      flask config history --json
+    """
+    changes = history.list_changes(history.HistoryFilters(since_days=since_days), limit=None)
+    if as_json:
+        _echo_json([history.as_json(change) for change in changes])
+        return
+    if not changes:
+        click.echo("no changes")
+        return
+    for change in changes:
+        click.echo(
+            f"{_when(change.changed_at)}  {change.actor}  {change.action} "
+            f"{change.entity_type} {change.entity_label}"
+        )
+        if change.action == "update":
+            for line in history.describe(change.changes):
+                click.echo(f"    {line}")
 
 
 def register(app: Flask) -> None:

@@ -202,6 +202,15 @@ def _note_deletes(session: Session, _context: Any, _instances: Any) -> None:
                     pending.append(_row("delete", child, _snapshot(child, after=False), actor))
 
 
+_RANK = {LLMProvider: 0, LLMModel: 1, LLMPreset: 2}
+
+
+def _in_order(records: Any) -> list[Any]:
+    """The configuration records among `records`: providers, then models, then presets."""
+    found = [r for r in records if type(r) in _RANK]
+    return sorted(found, key=lambda r: (_RANK[type(r)], r.id or 0))
+
+
 @event.listens_for(Session, "after_flush")
 def _record_changes(session: Session, _context: Any) -> None:
     # After the flush ids exist, and the attribute history is still the flush's.
@@ -211,17 +220,14 @@ def _record_changes(session: Session, _context: Any) -> None:
         return  # most flushes (chat transcripts, users) touch no configuration
     actor = current_actor()
     with session.no_autoflush:
-        for record in session.new:
-            if type(record) in ENTITY_TYPES:
-                rows.append(_row("create", record, _snapshot(record, after=True), actor))
-        for record in session.dirty:
-            if type(record) in ENTITY_TYPES and record not in session.deleted:
-                changes = _diff(record)
-                if changes:
-                    rows.append(_row("update", record, changes, actor))
-        for record in session.deleted:
-            if type(record) in ENTITY_TYPES:
-                rows.append(_row("delete", record, _snapshot(record, after=False), actor))
+        for record in _in_order(session.new):
+            rows.append(_row("create", record, _snapshot(record, after=True), actor))
+        for record in _in_order(session.dirty):
+            changes = _diff(record) if record not in session.deleted else {}
+            if changes:
+                rows.append(_row("update", record, changes, actor))
+        for record in _in_order(session.deleted):
+            rows.append(_row("delete", record, _snapshot(record, after=False), actor))
     if rows:
         session.connection().execute(insert(ConfigChange.__table__), rows)
 
