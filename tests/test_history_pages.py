@@ -13,6 +13,7 @@ from sqlalchemy import select
 from tests.support.factories import make_model, make_provider
 from tests.support.users import ADMIN_EMAIL
 from webapp.models import ConfigChange, acting_as
+from webapp.services import records
 
 SECRET = "sk-page-secret-1357"
 
@@ -94,3 +95,36 @@ def test_cli_history_and_json(app: Flask, runner: FlaskCliRunner, db: Any, tmp_p
     assert data[0]["entity_id"] == provider.id
     assert SECRET not in json.dumps(data)
     assert "Example:" in runner.invoke(args=["config", "history", "--help"]).output
+
+
+def test_restore_applies_the_before_values_and_is_recorded(
+    admin_client: FlaskClient, db: Any
+) -> None:
+    model = make_model(make_provider(), context_window_tokens=100)
+    records.save(model, {"name": "Changed", "context_window_tokens": 200})
+    update = db.session.scalars(select(ConfigChange).where(ConfigChange.action == "update")).one()
+    body = admin_client.get("/history/").get_data(as_text=True)
+    assert f'action="/history/{update.id}/restore"' in body
+    response = admin_client.post(f"/history/{update.id}/restore")
+    assert response.status_code == 303
+    db.session.expire_all()
+    assert (model.name, model.context_window_tokens) == ("Acme 1", 100)
+    latest = db.session.scalars(select(ConfigChange).order_by(ConfigChange.id.desc())).first()
+    assert latest is not None and latest.actor == ADMIN_EMAIL
+    assert latest.changes["name"] == {"before": "Changed", "after": "Acme 1"}
+    assert "Restored the earlier values." in admin_client.get("/history/").get_data(as_text=True)
+
+
+def test_restore_of_a_deleted_row_changes_nothing(admin_client: FlaskClient, db: Any) -> None:
+    provider = make_provider()
+    records.save(provider, {"name": "Renamed"})
+    update = db.session.scalars(select(ConfigChange).where(ConfigChange.action == "update")).one()
+    records.delete(provider)
+    count = len(db.session.scalars(select(ConfigChange)).all())
+    response = admin_client.post(f"/history/{update.id}/restore", follow_redirects=True)
+    assert "Nothing restored: provider Renamed no longer exists." in response.get_data(as_text=True)
+    assert len(db.session.scalars(select(ConfigChange)).all()) == count
+
+
+def test_members_cannot_restore(member_client: FlaskClient) -> None:
+    assert member_client.post("/history/1/restore").status_code == 403

@@ -3,10 +3,12 @@ presets, newest first, filterable by entity type and by who made it."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
+from webapp.models import ValidationError
 from webapp.services import history
+from webapp.services.records import StaleRecordError
 
 bp = Blueprint("history", __name__, url_prefix="/history")
 
@@ -25,5 +27,22 @@ def index() -> ResponseReturnValue:
         entity_types=history.ENTITY_TYPE_NAMES,
         filters=filters,
         describe=history.describe,
+        restorable=history.restorable_values,
         limit=history.DEFAULT_LIMIT,
     )
+
+
+@bp.post("/<id:change_id>/restore")
+def restore(change_id: int) -> ResponseReturnValue:
+    """Undo an update: its row gets the "before" values back (a new change in the history)."""
+    try:
+        history.restore(change_id)
+    except history.RestoreError as error:
+        flash(f"Nothing restored: {error}.", "error")
+    except ValidationError as error:
+        flash(f"Nothing restored: the earlier values are not valid now ({error}).", "error")
+    except StaleRecordError:
+        flash("Nothing restored: the row changed meanwhile; try again.", "error")
+    else:
+        flash("Restored the earlier values.", "success")
+    return redirect(url_for("history.index"), code=303)

@@ -11,9 +11,10 @@ from typing import Any
 from sqlalchemy import select
 
 from webapp.extensions import db
-from webapp.models import ConfigChange
+from webapp.models import ConfigChange, LLMModel, LLMPreset, LLMProvider
 from webapp.models.history import ENTITY_TYPES
 from webapp.models.types import utcnow
+from webapp.services import records
 
 ENTITY_TYPE_NAMES = tuple(sorted(ENTITY_TYPES.values()))
 DEFAULT_LIMIT = 500
@@ -77,3 +78,38 @@ def as_json(change: ConfigChange) -> dict[str, Any]:
         "entity": change.entity_label,
         "changes": change.changes,
     }
+
+
+RECORD_TYPES: dict[str, Any] = {"provider": LLMProvider, "model": LLMModel, "preset": LLMPreset}
+
+
+class RestoreError(Exception):
+    """The change cannot be restored (not an update, or its row is gone); nothing changed."""
+
+
+def restorable_values(change: ConfigChange) -> dict[str, Any]:
+    """The "before" values an update can be undone with; secrets are never stored, so a
+    changed API key or header stays as it is."""
+    if change.action != "update":
+        return {}
+    return {
+        field: value["before"]
+        for field, value in change.changes.items()
+        if isinstance(value, dict) and not value.get("changed") and "before" in value
+    }
+
+
+def restore(change_id: int) -> Any:
+    """Apply an update's "before" values to its row (recorded like any change); returns the
+    row. Raises RestoreError, or ValidationError when the old values are no longer valid
+    (say, a key another model took since)."""
+    change = db.session.get(ConfigChange, change_id)
+    if change is None:
+        raise RestoreError("no such change")
+    values = restorable_values(change)
+    if not values:
+        raise RestoreError("only an update with non-secret fields can be restored")
+    record = db.session.get(RECORD_TYPES[change.entity_type], change.entity_id)
+    if record is None:
+        raise RestoreError(f"{change.entity_type} {change.entity_label} no longer exists")
+    return records.save(record, values)
