@@ -10,6 +10,7 @@ its path in the file (`providers[2].models[0].key`), writes nothing.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -240,21 +241,19 @@ class _Secrets:
             return True, self.environ[name]
         if self.keep_secrets and has_stored:
             return False, stored
-        hint = "" if self.keep_secrets else " (--keep-secrets keeps the stored value)"
         if self.keep_secrets:
             hint = " and there is no stored value to keep"
+        else:
+            hint = " (--keep-secrets keeps the stored value)"
         self.problems.add(path, f"environment variable {name} is not set{hint}")
         return False, None
 
 
-def _shown(name: str, value: Any) -> str:
-    if value is None:
-        return "null"
+def _shown(value: Any) -> str:
+    """A value as the plan prints it: text quoted, everything else as in JSON."""
     if isinstance(value, str):
         return repr(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value).replace("'", '"') if isinstance(value, dict) else str(value)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
 class _Importer:
@@ -272,17 +271,18 @@ class _Importer:
     def _assign(
         self, record: Any, values: dict[str, Any], change: Change, secret: tuple[str, ...] = ()
     ) -> None:
-        for name, new in values.items():
-            old = getattr(record, name) if record.id is not None else None
-            if record.id is not None and old == new:
+        for name, value in values.items():
+            old = getattr(record, name)
+            if record.id is not None and old == value:
                 continue
-            setattr(record, name, new)
-            if record.id is None:
+            setattr(record, name, value)
+            new = getattr(record, name)  # as the model normalizes it (stripped, lower-cased)
+            if record.id is None or old == new:
                 continue
             if name in secret:
                 change.fields.append((name, "changed", "changed"))
             else:
-                change.fields.append((name, _shown(name, old), _shown(name, new)))
+                change.fields.append((name, _shown(old), _shown(new)))
 
     def _record(self, record: Any, change: Change, path: str) -> None:
         if record.id is None or change.fields:
