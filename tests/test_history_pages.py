@@ -128,3 +128,12 @@ def test_restore_of_a_deleted_row_changes_nothing(admin_client: FlaskClient, db:
 
 def test_members_cannot_restore(member_client: FlaskClient) -> None:
     assert member_client.post("/history/1/restore").status_code == 403
+
+
+def test_flask_seed_names_itself_in_the_history(
+    app: Flask, runner: FlaskCliRunner, db: Any
+) -> None:
+    result = runner.invoke(args=["seed"])
+    assert result.exit_code == 0, result.output
+    actors = set(db.session.scalars(select(ConfigChange.actor)))
+    assert actors == {"flask seed"}
