@@ -6,7 +6,8 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from webapp.models import ValidationError
+from webapp.extensions import db
+from webapp.models import ConfigChange, ValidationError
 from webapp.services import history
 from webapp.services.records import StaleRecordError
 
@@ -35,8 +36,9 @@ def index() -> ResponseReturnValue:
 @bp.post("/<id:change_id>/restore")
 def restore(change_id: int) -> ResponseReturnValue:
     """Undo an update: its row gets the "before" values back (a new change in the history)."""
+    change = db.get_or_404(ConfigChange, change_id)
     try:
-        history.restore(change_id)
+        history.restore(change)
     except history.RestoreError as error:
         flash(f"Nothing restored: {error}.", "error")
     except ValidationError as error:

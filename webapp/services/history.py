@@ -99,13 +99,10 @@ def restorable_values(change: ConfigChange) -> dict[str, Any]:
     }
 
 
-def restore(change_id: int) -> Any:
+def restore(change: ConfigChange) -> Any:
     """Apply an update's "before" values to its row (recorded like any change); returns the
     row. Raises RestoreError, or ValidationError when the old values are no longer valid
     (say, a key another model took since)."""
-    change = db.session.get(ConfigChange, change_id)
-    if change is None:
-        raise RestoreError("no such change")
     values = restorable_values(change)
     if not values:
         raise RestoreError("only an update with non-secret fields can be restored")
