@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from webapp.models import LLMModel, LLMPreset, LLMProvider, ValidationError
+from webapp.models import LLMModel, LLMPreset, LLMProvider, ValidationError, acting_as
 from webapp.models.llm import DEFAULT_PRESET_KEY
 from webapp.models.validation import is_private_target
 from webapp.services.records import lock_for_writing
@@ -281,6 +281,12 @@ def seed_llm(session: Session, settings: Mapping[str, Any]) -> SeedReport:
     `settings` is the app config: MODELDESK_ENV decides whether the mock is seeded,
     MOCK_LLM_BASE_URL and OPENROUTER_* fill in provider fields.
     """
+    # History: rows created here are recorded as the seed's (or the command's that ran it).
+    with acting_as("seed", unless_set=True):
+        return _seed_llm(session, settings)
+
+
+def _seed_llm(session: Session, settings: Mapping[str, Any]) -> SeedReport:
     report = SeedReport()
     lock_for_writing(session)
     for name, base_url, api_prefix in PROVIDERS:

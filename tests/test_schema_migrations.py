@@ -268,3 +268,22 @@ def test_0006_gives_existing_users_session_version_0(scratch_app: Any) -> None:
             text("SELECT session_version FROM users WHERE id = :id"), {"id": user}
         ).scalar_one()
     assert version == 0
+
+
+def test_0009_adds_config_changes_and_downgrades_cleanly(scratch_app: Any) -> None:
+    upgrade(revision="0009")
+    columns = {c["name"] for c in inspect(db.engine).get_columns("config_changes")}
+    assert columns == {
+        "id",
+        "changed_at",
+        "actor",
+        "action",
+        "entity_type",
+        "entity_id",
+        "entity_label",
+        "changes",
+    }
+    downgrade(revision="0007")
+    assert "config_changes" not in inspect(db.engine).get_table_names()
+    upgrade()
+    assert "config_changes" in inspect(db.engine).get_table_names()

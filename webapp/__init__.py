@@ -60,9 +60,10 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from webapp import mock_llm
-    from webapp.blueprints import auth, chat, health, models, presets, providers
+    from webapp.blueprints import auth, chat, health, history, models, presets, providers
 
-    for blueprint in (auth.bp, chat.bp, health.bp, providers.bp, models.bp, presets.bp):
+    blueprints = (auth.bp, chat.bp, health.bp, providers.bp, models.bp, presets.bp, history.bp)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
     if app.config["MOCK_LLM_ENABLED"]:
         csrf.exempt(mock_llm.bp)

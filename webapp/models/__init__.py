@@ -1,6 +1,7 @@
 """Models: the LLM configuration tables and their validation."""
 
 from webapp.models.chat import ChatMessage, Conversation
+from webapp.models.history import ConfigChange, acting_as
 from webapp.models.llm import CAPABILITY_COLUMNS, LLMModel, LLMPreset, LLMProvider
 from webapp.models.types import UNREADABLE
 from webapp.models.users import User
@@ -11,10 +12,12 @@ __all__ = [
     "RESERVED_OPTION_KEYS",
     "UNREADABLE",
     "ChatMessage",
+    "ConfigChange",
     "Conversation",
     "LLMModel",
     "LLMPreset",
     "LLMProvider",
     "User",
     "ValidationError",
+    "acting_as",
 ]

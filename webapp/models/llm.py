@@ -321,13 +321,18 @@ def _set_enabled_where(session: Session, enabled: bool, *criteria: Any) -> int:
     Only the rows that change, with their versions bumped by hand (a bulk UPDATE does not do
     it): an edit form opened before is refused only if its model really changed.
     """
+    from webapp.models.history import record_bulk_enabled  # history imports this module
+
     result = session.execute(
         update(LLMModel)
         .where(*criteria, LLMModel.enabled != enabled)
-        .values(enabled=enabled, updated_at=utcnow(), version=LLMModel.version + 1),
+        .values(enabled=enabled, updated_at=utcnow(), version=LLMModel.version + 1)
+        .returning(LLMModel.id),
         execution_options={"synchronize_session": "fetch"},
     )
-    return result.rowcount
+    changed = list(result.scalars())
+    record_bulk_enabled(session, changed, enabled)
+    return len(changed)
 
 
 class LLMPreset(RecordMixin, db.Model):

@@ -1,0 +1,50 @@
+"""The configuration history page (admin only): every change to providers, models and
+presets, newest first, filterable by entity type and by who made it."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+
+from webapp.extensions import db
+from webapp.models import ConfigChange, ValidationError
+from webapp.services import history
+from webapp.services.records import StaleRecordError
+
+bp = Blueprint("history", __name__, url_prefix="/history")
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    entity_type = request.args.get("type", "")
+    if entity_type not in history.ENTITY_TYPE_NAMES:
+        entity_type = ""
+    actor = request.args.get("actor", "").strip()[:320]
+    filters = history.HistoryFilters(entity_type=entity_type or None, actor=actor or None)
+    return render_template(
+        "history/index.html",
+        changes=history.list_changes(filters),
+        actors=history.actors(),
+        entity_types=history.ENTITY_TYPE_NAMES,
+        filters=filters,
+        describe=history.describe,
+        restorable=history.restorable_values,
+        limit=history.DEFAULT_LIMIT,
+    )
+
+
+@bp.post("/<id:change_id>/restore")
+def restore(change_id: int) -> ResponseReturnValue:
+    """Undo an update: its row gets the "before" values back (a new change in the history)."""
+    change = db.get_or_404(ConfigChange, change_id)
+    try:
+        history.restore(change)
+    except history.RestoreError as error:
+        flash(f"Nothing restored: {error}.", "error")
+    except ValidationError as error:
+        flash(f"Nothing restored: the earlier values are not valid now ({error}).", "error")
+    except StaleRecordError:
+        flash("Nothing restored: the row changed meanwhile; try again.", "error")
+    else:
+        flash("Restored the earlier values.", "success")
+    return redirect(url_for("history.index"), code=303)
