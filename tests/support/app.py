@@ -8,6 +8,8 @@ from typing import Any
 from flask import Flask
 from werkzeug.serving import make_server
 
+from tests.support.waiting import wait_for
+
 TEST_ENCRYPTION_KEY = "test-encryption-key-0123456789abcdef"
 
 
@@ -42,5 +44,11 @@ class LiveServer:
         return self
 
     def stop(self) -> None:
+        """Stop serving, then wait for the replies still open to end: a reply notices a
+        reader that left at its next write or heartbeat and then saves itself, which must
+        not race the test's teardown emptying the tables."""
         self._server.shutdown()
         self._thread.join(timeout=5)
+        slots = getattr(self.app, "extensions", {}).get("stream_slots")
+        if slots is not None:
+            assert wait_for(lambda: slots.open == 0, timeout=20), "a reply never ended"

@@ -72,13 +72,21 @@ class StreamSlots:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._free = threading.BoundedSemaphore(limit)
+        self.open = 0
+        self._lock = threading.Lock()
 
     def try_acquire(self) -> bool:
-        return self._free.acquire(blocking=False)
+        with self._lock:
+            if self.open >= self.limit:
+                return False
+            self.open += 1
+            return True
 
     def release(self) -> None:
-        self._free.release()
+        with self._lock:
+            if self.open <= 0:
+                raise ValueError("released more stream slots than were taken")
+            self.open -= 1
 
 
 class UserStreams:
