@@ -60,9 +60,17 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from webapp import mock_llm
-    from webapp.blueprints import auth, chat, health, models, presets, providers
+    from webapp.blueprints import auth, chat, health, models, presets, providers, users
 
-    for blueprint in (auth.bp, chat.bp, health.bp, providers.bp, models.bp, presets.bp):
+    for blueprint in (
+        auth.bp,
+        chat.bp,
+        health.bp,
+        providers.bp,
+        models.bp,
+        presets.bp,
+        users.bp,
+    ):
         app.register_blueprint(blueprint)
     if app.config["MOCK_LLM_ENABLED"]:
         csrf.exempt(mock_llm.bp)
