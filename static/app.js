@@ -20,4 +20,13 @@
       event.stopImmediatePropagation();
     }
   }, true);
+
+  // After htmx swaps in a whole page (a boosted link or form, or the GET that follows an
+  // HX-Location after a save), bring its flash message into view: the swap keeps the old
+  // scroll position, so "Saved provider …" would otherwise sit above the fold.
+  document.addEventListener("htmx:afterSettle", function (event) {
+    if (event.target !== document.body) return;
+    var flashes = document.getElementById("flashes");
+    if (flashes && flashes.querySelector(".flash")) flashes.scrollIntoView({ block: "nearest" });
+  });
 })();
