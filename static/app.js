@@ -20,4 +20,58 @@
       event.stopImmediatePropagation();
     }
   }, true);
+
+  // Provider form: the URLs requests will go to, live as the base URL and prefix are typed,
+  // and a one-click fix for a base URL that already ends with the prefix (…/v1 + /v1).
+  // The rule mirrors the server's (validation.base_url_without_prefix), which has the last word.
+  function baseWithoutPrefix(base, prefix) {
+    prefix = prefix.replace(/\/+$/, "");
+    if (prefix.charAt(0) !== "/") return null;
+    var url;
+    try { url = new URL(base); } catch (error) { return null; }
+    if (url.search || url.hash || !url.pathname.replace(/\/+$/, "").endsWith(prefix)) return null;
+    return base.slice(0, base.length - prefix.length);
+  }
+
+  function updateEndpointPreview(form) {
+    var preview = form.querySelector("[data-endpoint-preview]");
+    var baseField = form.elements.namedItem("base_url");
+    var prefixField = form.elements.namedItem("api_prefix");
+    if (!preview || !baseField || !prefixField) return;
+    var base = baseField.value.trim().replace(/\/+$/, "");
+    var endpoint = base + prefixField.value;
+    preview.querySelectorAll("[data-endpoint-path]").forEach(function (code) {
+      code.textContent = endpoint + code.getAttribute("data-endpoint-path");
+    });
+    var fixed = baseWithoutPrefix(base, prefixField.value);
+    var warning = preview.querySelector("[data-prefix-twice]");
+    var button = preview.querySelector("[data-fix-base-url]");
+    warning.hidden = fixed === null;
+    button.setAttribute("data-fix-base-url", fixed || "");
+    button.querySelector("code").textContent = fixed || "";
+  }
+
+  document.addEventListener("input", function (event) {
+    var field = event.target;
+    if (!field.form || (field.name !== "base_url" && field.name !== "api_prefix")) return;
+    updateEndpointPreview(field.form);
+  });
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-fix-base-url]");
+    if (!button || !button.form) return;
+    var baseField = button.form.elements.namedItem("base_url");
+    baseField.value = button.getAttribute("data-fix-base-url");
+    updateEndpointPreview(button.form);
+    baseField.focus();
+  });
+
+  // After htmx swaps in a whole page (a boosted link or form, or the GET that follows an
+  // HX-Location after a save), bring its flash message into view: the swap keeps the old
+  // scroll position, so "Saved provider …" would otherwise sit above the fold.
+  document.addEventListener("htmx:afterSettle", function (event) {
+    if (event.target !== document.body) return;
+    var flashes = document.getElementById("flashes");
+    if (flashes && flashes.querySelector(".flash")) flashes.scrollIntoView({ block: "nearest" });
+  });
 })();

@@ -283,7 +283,7 @@ def test_0009_adds_config_changes_and_downgrades_cleanly(scratch_app: Any) -> No
         "entity_label",
         "changes",
     }
-    downgrade(revision="0007")
+    downgrade(revision="0008")
     assert "config_changes" not in inspect(db.engine).get_table_names()
     upgrade()
     assert "config_changes" in inspect(db.engine).get_table_names()

@@ -60,10 +60,18 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from webapp import mock_llm
-    from webapp.blueprints import auth, chat, health, history, models, presets, providers
+    from webapp.blueprints import auth, chat, health, history, models, presets, providers, users
 
-    blueprints = (auth.bp, chat.bp, health.bp, providers.bp, models.bp, presets.bp, history.bp)
-    for blueprint in blueprints:
+    for blueprint in (
+        auth.bp,
+        chat.bp,
+        health.bp,
+        providers.bp,
+        models.bp,
+        presets.bp,
+        history.bp,
+        users.bp,
+    ):
         app.register_blueprint(blueprint)
     if app.config["MOCK_LLM_ENABLED"]:
         csrf.exempt(mock_llm.bp)

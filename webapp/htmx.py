@@ -27,3 +27,17 @@ def redirect_for_htmx(location: str) -> Response:
     response = make_response("", 303)
     response.headers["Location"] = location
     return response
+
+
+def form_page(body: str, status: int, page_url: str) -> Response:
+    """A form page answering a POST (errors, a conflict): htmx shows `page_url` — the page
+    that GETs this form — in the address bar instead of the POST's URL, which a reload or a
+    bookmark would answer with 405. Replaced, not pushed: Back still leaves the form."""
+    return keep_address(make_response(body, status), page_url)
+
+
+def keep_address(response: Response, page_url: str) -> Response:
+    """`response` to a POST, telling htmx to show `page_url` in the address bar."""
+    if request.method == "POST" and request.headers.get("HX-Request") == "true":
+        response.headers["HX-Replace-Url"] = page_url
+    return response

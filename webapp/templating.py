@@ -9,6 +9,7 @@ from flask import Flask
 
 from webapp.models import RESERVED_OPTION_KEYS
 from webapp.models.llm import DEFAULT_PRESET_KEY
+from webapp.models.validation import base_url_without_prefix
 from webapp.services.markdown import render_markdown
 from webapp.services.providers import masked_headers
 
@@ -47,4 +48,5 @@ def register_template_filters(app: Flask) -> None:
     app.add_template_filter(masked_headers)
     app.add_template_filter(render_markdown, "markdown")
     app.add_template_global(RESERVED_KEYS_HINT, "reserved_keys_hint")
+    app.add_template_global(base_url_without_prefix)
     app.add_template_global(DEFAULT_PRESET_KEY, "default_preset_key")

@@ -1,7 +1,7 @@
 """config_changes: a history of every change to providers, models and presets
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-01 11:00:00
 
 One row per created, updated or deleted provider, model or preset: who (a user's email or a
@@ -12,7 +12,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = '0009'
-down_revision = '0007'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 

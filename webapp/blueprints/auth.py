@@ -1,4 +1,5 @@
-"""Sign-in, sign-out, and the one-time set-up page that creates the first admin."""
+"""Sign-in, sign-out, the one-time set-up page that creates the first admin, and the
+Account page where everyone changes their own password."""
 
 from __future__ import annotations
 
@@ -19,13 +20,15 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user, logout_user
 
 from webapp.extensions import limiter
-from webapp.forms import LoginForm, SetupForm, add_errors
+from webapp.forms import AccountPasswordForm, LoginForm, SetupForm, add_errors
 from webapp.models import User
 from webapp.services.users import (
     SetupDone,
     authenticate,
+    change_own_password,
     create_first_admin,
     end_sessions,
+    record_sign_in,
     users_exist,
 )
 
@@ -78,9 +81,14 @@ def login() -> ResponseReturnValue:
     if form.is_submitted():
         # Text no account can hold (NUL) is a wrong sign-in like any other.
         user = authenticate(form.email.data, form.password.data) if form.validate() else None
+        if user is not None and user.disabled:
+            # Said only to someone who knows the password: it tells no stranger who exists.
+            form.form_errors.append("This account is disabled: ask an admin to enable it.")
+            return render_template("auth/login.html", form=form), 403
         if user is not None:
             target = safe_next(request.args.get("next"))
             start_session(user)
+            record_sign_in(user)
             return redirect(target, 303)
         form.form_errors.append("Wrong email or password.")
         return render_template("auth/login.html", form=form), 401
@@ -128,3 +136,26 @@ def _setup_done() -> ResponseReturnValue:
         abort(404)
     flash("ModelDesk is already set up: sign in.", "info")
     return redirect(url_for("auth.login"), 303)
+
+
+@bp.route("/account", methods=["GET", "POST"])
+def account() -> ResponseReturnValue:
+    """Change your own password: the current one is asked; every other session of yours
+    ends, and this one is signed in again under the new session version."""
+    form = AccountPasswordForm()
+    if form.is_submitted():
+        if form.validate():
+            user = current_user._get_current_object()
+            errors = change_own_password(
+                user,
+                form.current_password.data,
+                form.password.data,
+                form.password_confirmation.data,
+            )
+            if not errors:
+                start_session(user)
+                flash("Your password is changed; your other sessions have ended.", "success")
+                return redirect(url_for("auth.account"), 303)
+            add_errors(form, errors)
+        return render_template("auth/account.html", form=form), 422
+    return render_template("auth/account.html", form=form)

@@ -20,6 +20,7 @@ from flask import (
     current_app,
     flash,
     make_response,
+    redirect,
     render_template,
     request,
     stream_with_context,
@@ -32,7 +33,7 @@ from markupsafe import escape
 from webapp.extensions import db
 from webapp.forms.chat import RenameForm
 from webapp.forms.composer import read_draft, row_id
-from webapp.htmx import is_htmx_fragment_request, redirect_for_htmx
+from webapp.htmx import is_htmx_fragment_request, keep_address, redirect_for_htmx
 from webapp.models import ChatMessage, Conversation
 from webapp.models.validation import Errors
 from webapp.services import conversations as chats
@@ -104,10 +105,19 @@ def rename(conversation_id: int) -> ResponseReturnValue:
     form = RenameForm()
     if not form.validate():
         typed = request.form.get("title", "")
-        return _page(conversation, rename=(conversation.id, typed, form.errors), status=422)
+        page = _page(conversation, rename=(conversation.id, typed, form.errors), status=422)
+        return keep_address(page, url_for("chat.show", conversation_id=conversation.id))
     chats.rename_conversation(conversation, form.title.data)
     flash("Conversation renamed.", "success")
     return redirect_for_htmx(url_for("chat.show", conversation_id=conversation.id))
+
+
+@bp.get("/c/<id:conversation_id>/rename")
+def rename_page(conversation_id: int) -> ResponseReturnValue:
+    """Where a failed plain (no-JS) rename leaves the address bar: a reload or a bookmark
+    of it opens the conversation instead of a 405."""
+    conversation = _own_conversation(conversation_id)
+    return redirect(url_for("chat.show", conversation_id=conversation.id), 303)
 
 
 @bp.post("/c/<id:conversation_id>/delete")

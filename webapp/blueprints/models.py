@@ -12,7 +12,7 @@ from markupsafe import Markup
 from webapp.extensions import db
 from webapp.forms import DeleteForm, ModelForm, ModelListQuery, save_form
 from webapp.forms.models import capability_labels
-from webapp.htmx import is_htmx_fragment_request, redirect_for_htmx
+from webapp.htmx import form_page, is_htmx_fragment_request, redirect_for_htmx
 from webapp.models import LLMModel
 from webapp.services import llm_models, probes
 from webapp.services.presets import presets_of
@@ -49,7 +49,8 @@ def _render_form(
         probe_report=probe_report,
         capability_labels=capability_labels(),
     )
-    return page, status
+    page_url = url_for("models.edit", model_id=model.id) if model else url_for("models.new")
+    return form_page(page, status, page_url)
 
 
 @bp.get("/")
@@ -83,7 +84,9 @@ def edit(model_id: int) -> ResponseReturnValue:
     return _render_form(model, ModelForm(model))
 
 
-@bp.post("/<id:model_id>")
+# The edit page's own URL takes the post too (see providers.update).
+@bp.post("/<id:model_id>")  # the older address, still answered
+@bp.post("/<id:model_id>/edit")
 def update(model_id: int) -> ResponseReturnValue:
     return _save(db.get_or_404(LLMModel, model_id))
 

@@ -9,7 +9,7 @@ from flask.typing import ResponseReturnValue
 
 from webapp.extensions import db
 from webapp.forms import DeleteForm, PresetForm, save_form
-from webapp.htmx import redirect_for_htmx
+from webapp.htmx import form_page, redirect_for_htmx
 from webapp.models import LLMModel, LLMPreset
 from webapp.services import presets
 from webapp.services.records import StaleRecordError
@@ -24,7 +24,16 @@ def _preset_or_404(model: LLMModel, preset_id: int) -> LLMPreset:
 def _render_form(
     model: LLMModel, preset: LLMPreset | None, form: PresetForm, status: int = 200
 ) -> ResponseReturnValue:
-    return render_template("presets/form.html", model=model, preset=preset, form=form), status
+    page_url = (
+        url_for("presets.edit", model_id=model.id, preset_id=preset.id)
+        if preset
+        else url_for("presets.new", model_id=model.id)
+    )
+    return form_page(
+        render_template("presets/form.html", model=model, preset=preset, form=form),
+        status,
+        page_url,
+    )
 
 
 @bp.get("/")
@@ -51,7 +60,9 @@ def edit(model_id: int, preset_id: int) -> ResponseReturnValue:
     return _render_form(model, preset, PresetForm(preset))
 
 
-@bp.post("/<id:preset_id>")
+# The edit page's own URL takes the post too (see providers.update).
+@bp.post("/<id:preset_id>")  # the older address, still answered
+@bp.post("/<id:preset_id>/edit")
 def update(model_id: int, preset_id: int) -> ResponseReturnValue:
     model = db.get_or_404(LLMModel, model_id)
     return _save(model, _preset_or_404(model, preset_id))

@@ -9,7 +9,7 @@ from flask.typing import ResponseReturnValue
 
 from webapp.extensions import db
 from webapp.forms import DeleteForm, ImportForm, ProviderForm, save_form
-from webapp.htmx import redirect_for_htmx
+from webapp.htmx import form_page, redirect_for_htmx
 from webapp.models import LLMProvider
 from webapp.services import model_import, providers
 from webapp.services.records import StaleRecordError
@@ -21,7 +21,12 @@ bp = Blueprint("providers", __name__, url_prefix="/providers")
 def _render_form(
     provider: LLMProvider | None, form: ProviderForm, status: int = 200
 ) -> ResponseReturnValue:
-    return render_template("providers/form.html", provider=provider, form=form), status
+    page_url = (
+        url_for("providers.edit", provider_id=provider.id) if provider else url_for("providers.new")
+    )
+    return form_page(
+        render_template("providers/form.html", provider=provider, form=form), status, page_url
+    )
 
 
 @bp.get("/")
@@ -45,7 +50,10 @@ def edit(provider_id: int) -> ResponseReturnValue:
     return _render_form(provider, ProviderForm(provider))
 
 
-@bp.post("/<id:provider_id>")
+# The edit page's own URL takes the post too: after a failed plain (no-JS) save, the
+# address bar shows the edit page, which a reload or a bookmark can GET.
+@bp.post("/<id:provider_id>")  # the older address, still answered
+@bp.post("/<id:provider_id>/edit")
 def update(provider_id: int) -> ResponseReturnValue:
     return _save(db.get_or_404(LLMProvider, provider_id))
 

@@ -7,18 +7,23 @@ from webapp.forms.chat import RenameForm
 from webapp.forms.models import ModelForm, ModelListQuery
 from webapp.forms.presets import PresetForm
 from webapp.forms.providers import ImportForm, ProviderForm
+from webapp.forms.users import AccountPasswordForm, NewUserForm, ResetPasswordForm, RoleForm
 
 __all__ = [
+    "AccountPasswordForm",
     "DeleteForm",
     "Form",
     "ImportForm",
     "LoginForm",
     "ModelForm",
     "ModelListQuery",
+    "NewUserForm",
     "PresetForm",
     "ProviderForm",
     "RecordForm",
     "RenameForm",
+    "ResetPasswordForm",
+    "RoleForm",
     "SetupForm",
     "add_errors",
     "save_form",

@@ -186,6 +186,8 @@ class LLMProvider(RecordMixin, db.Model):
             v.check_public_url(errors, "base_url", self.base_url)
         v.check_api_prefix(errors, "api_prefix", self.api_prefix)
         v.check_max_length(errors, "api_prefix", self.api_prefix, 200)
+        if "base_url" not in errors and "api_prefix" not in errors:
+            v.check_base_url_prefix(errors, "base_url", self.base_url, self.api_prefix)
         v.check_headers(errors, "headers", self.headers)
         v.check_options(errors, "llm_options_defaults", self.llm_options_defaults)
         v.check_non_negative_int(

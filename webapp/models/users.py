@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import datetime
 
 from flask import current_app, has_app_context
 from flask_login import UserMixin
-from sqlalchemy import CheckConstraint, String
+from sqlalchemy import CheckConstraint, String, false
 from sqlalchemy.orm import Mapped, mapped_column, validates
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from webapp.extensions import db
 from webapp.models import validation as v
 from webapp.models.llm import RecordMixin, _taken
+from webapp.models.types import UTCDateTime
 
 ROLES = ("admin", "member")
 DEFAULT_PASSWORD_HASH_METHOD = "scrypt"  # werkzeug's default
@@ -34,6 +36,9 @@ class User(UserMixin, RecordMixin, db.Model):
     # Part of the session's user id: bumping it (sign-out, a new password) refuses every
     # session cookie issued before, wherever it is replayed from.
     session_version: Mapped[int] = mapped_column(nullable=False, default=0, server_default="0")
+    # A disabled user cannot sign in; disabling also bumps session_version.
+    disabled: Mapped[bool] = mapped_column(nullable=False, default=False, server_default=false())
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     @validates("email")
     def _normalize_email(self, _field: str, value: str | None) -> str | None:
@@ -42,6 +47,11 @@ class User(UserMixin, RecordMixin, db.Model):
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    @property
+    def is_active(self) -> bool:
+        """Flask-Login: a disabled user is refused at sign-in and by the session loader."""
+        return not self.disabled
 
     def get_id(self) -> str:
         """What Flask-Login keeps in the session: "<id>:<session_version>"."""
@@ -89,13 +99,16 @@ def check_no_password(password: str) -> None:
     check_password_hash(_DUMMY_HASHES[method], password)
 
 
-def password_errors(password: str, confirmation: str | None = None) -> list[str]:
-    """Messages for the password field; empty when acceptable."""
-    problems = []
+def password_errors(password: str, confirmation: str | None = None) -> v.Errors:
+    """Messages per field (password, password_confirmation); empty when acceptable.
+
+    A mismatch belongs to the confirmation field: that is the one to type again.
+    """
+    errors: v.Errors = {}
     if len(password) < MIN_PASSWORD_LENGTH:
-        problems.append(f"must be at least {MIN_PASSWORD_LENGTH} characters")
+        v.add(errors, "password", f"must be at least {MIN_PASSWORD_LENGTH} characters")
     if len(password) > 1024:
-        problems.append("is too long")
+        v.add(errors, "password", "is too long")
     if confirmation is not None and password != confirmation:
-        problems.append("does not match the confirmation")
-    return problems
+        v.add(errors, "password_confirmation", "does not match the password")
+    return errors

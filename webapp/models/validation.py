@@ -142,6 +142,32 @@ def check_api_prefix(errors: Errors, field: str, value: str | None) -> None:
         add(errors, field, "must be empty or a path starting with /")
 
 
+def base_url_without_prefix(base_url: str | None, api_prefix: str | None) -> str | None:
+    """The base URL without the API prefix it already ends with ("…/v1" with prefix "/v1":
+    requests would go to "…/v1/v1"); None when it does not end with it."""
+    prefix = (api_prefix or "").rstrip("/")
+    base = (base_url or "").strip().rstrip("/")
+    if not prefix.startswith("/") or not isinstance(base_url, str):
+        return None
+    parts = urlsplit(base)
+    if not parts.netloc or parts.query or parts.fragment or not parts.path.endswith(prefix):
+        return None
+    return base[: -len(prefix)]
+
+
+def check_base_url_prefix(
+    errors: Errors, field: str, base_url: str | None, api_prefix: str | None
+) -> None:
+    fixed = base_url_without_prefix(base_url, api_prefix)
+    if fixed is not None:
+        add(
+            errors,
+            field,
+            f"already ends with the API prefix {api_prefix} (requests would go to"
+            f" {(api_prefix or '').rstrip('/')}{api_prefix}): use {fixed}",
+        )
+
+
 def check_headers(errors: Errors, field: str, value: Any) -> None:
     if not isinstance(value, dict):
         add(errors, field, "must be a JSON object")

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, text, update
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, text, update
 
 from webapp.extensions import db
-from webapp.models import User, ValidationError
+from webapp.models import Conversation, User, ValidationError
+from webapp.models.types import utcnow
 from webapp.models.users import check_no_password, password_errors
 from webapp.models.validation import Errors
 
 # Any fixed number: the PostgreSQL advisory lock that lets one set-up run at a time.
 FIRST_ADMIN_LOCK = 0x4D44_0001
+# Another: changes to roles, disabling and deleting run one at a time (the last-admin rule).
+ADMIN_CHANGE_LOCK = 0x4D44_0002
+LAST_ADMIN = "is the last active admin: make another user an admin first"
 
 
 class SetupDone(Exception):
@@ -28,9 +36,7 @@ def _new_user(
     user = User(email=email, role=role, password_hash="")
     errors = user.validation_errors()
     errors.pop("password", None)
-    problems = password_errors(password, confirmation)
-    if problems:
-        errors["password"] = problems
+    errors.update(password_errors(password, confirmation))
     if errors:
         return None, errors
     user.set_password(password)
@@ -57,7 +63,7 @@ def create_user(
     return _commit_new(user)
 
 
-def _one_at_a_time() -> None:
+def _one_at_a_time(key: int = FIRST_ADMIN_LOCK) -> None:
     """Hold a lock until this transaction ends, so concurrent set-ups run one after another.
 
     SQLite: BEGIN IMMEDIATE takes the database's write lock before the check (a deferred
@@ -70,7 +76,7 @@ def _one_at_a_time() -> None:
         if not connection.connection.driver_connection.in_transaction:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
     elif connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FIRST_ADMIN_LOCK})
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def create_first_admin(
@@ -93,6 +99,7 @@ def create_first_admin(
 
 
 def find_user(email: str) -> User | None:
+    """The user with this email (any case, surrounding spaces ignored), or None."""
     return db.session.scalars(select(User).where(User.email == email.strip().lower())).first()
 
 
@@ -117,7 +124,7 @@ def user_for_session(session_id: str) -> User | None:
     if not (user_id.isascii() and user_id.isdigit() and version.isascii() and version.isdigit()):
         return None
     user = db.session.get(User, int(user_id))
-    if user is None or user.session_version != int(version):
+    if user is None or user.disabled or user.session_version != int(version):
         return None
     return user
 
@@ -132,10 +139,147 @@ def end_sessions(user: User) -> None:
 
 
 def change_password(user: User, password: str, confirmation: str | None = None) -> Errors:
-    """Set a new password; ends the user's other sessions. Errors per field, {} when done."""
+    """Set a new password; ends every session of the user. Errors per field, {} when done."""
     problems = password_errors(password, confirmation)
     if problems:
-        return {"password": problems}
+        return problems
     user.set_password(password)
     db.session.commit()
     return {}
+
+
+class LastAdminError(Exception):
+    """The change would leave no active admin: refused, nothing changed."""
+
+    def __init__(self, email: str) -> None:
+        super().__init__(f"{email} {LAST_ADMIN}")
+
+
+class UserGone(Exception):
+    """The user was deleted meanwhile."""
+
+
+@dataclass(frozen=True)
+class UserRow:
+    user: User
+    conversation_count: int
+
+
+def list_users() -> list[UserRow]:
+    """Every user, by email, with how many conversations each has."""
+    counts = (
+        select(Conversation.user_id, func.count().label("n"))
+        .group_by(Conversation.user_id)
+        .subquery()
+    )
+    rows = db.session.execute(
+        select(User, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.user_id == User.id)
+        .order_by(User.email)
+    )
+    return [UserRow(user, count) for user, count in rows]
+
+
+def conversation_count(user: User) -> int:
+    return (
+        db.session.scalar(
+            select(func.count()).select_from(Conversation).where(Conversation.user_id == user.id)
+        )
+        or 0
+    )
+
+
+def _locked_user(user_id: int) -> User:
+    """The user, read afresh inside a transaction that holds the admin-change lock."""
+    db.session.rollback()
+    _one_at_a_time(ADMIN_CHANGE_LOCK)
+    user = db.session.get(User, user_id, populate_existing=True)
+    if user is None:
+        db.session.rollback()
+        raise UserGone
+    return user
+
+
+def _other_active_admins(user: User) -> int:
+    return (
+        db.session.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(User.role == "admin", User.disabled.is_(False), User.id != user.id)
+        )
+        or 0
+    )
+
+
+def _guard_last_admin(user: User) -> None:
+    """Refuse (rolling back, releasing the lock) when user is the only active admin."""
+    if user.is_admin and not user.disabled and not _other_active_admins(user):
+        db.session.rollback()
+        raise LastAdminError(user.email)
+
+
+def set_role(user_id: int, role: str) -> User:
+    """Make the user an admin or a member. Raises LastAdminError, UserGone; ValueError for
+    an unknown role. The last active admin stays an admin, however many admins race."""
+    if role not in ("admin", "member"):
+        raise ValueError(f"unknown role {role!r}")
+    user = _locked_user(user_id)
+    if role != "admin":
+        _guard_last_admin(user)
+    user.role = role
+    db.session.commit()
+    return user
+
+
+def set_disabled(user_id: int, disabled: bool) -> User:
+    """Disable (no sign-in; every session ends at once) or enable a user.
+    Raises LastAdminError, UserGone."""
+    user = _locked_user(user_id)
+    if disabled:
+        _guard_last_admin(user)
+        if not user.disabled:
+            user.session_version = (user.session_version or 0) + 1
+    user.disabled = disabled
+    db.session.commit()
+    return user
+
+
+def delete_user(user_id: int) -> int:
+    """Delete a user and (by the foreign key's cascade) their conversations; returns how
+    many conversations went. Raises LastAdminError, UserGone."""
+    user = _locked_user(user_id)
+    _guard_last_admin(user)
+    count = conversation_count(user)
+    db.session.expunge(user)
+    db.session.execute(delete(User).where(User.id == user_id))
+    db.session.commit()
+    return count
+
+
+def reset_password(user_id: int, password: str) -> Errors:
+    """An admin sets a user's password; every session of that user ends."""
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise UserGone
+    return change_password(user, password)
+
+
+def generate_password() -> str:
+    """A password to hand over once (16 URL-safe characters, about 96 bits)."""
+    return secrets.token_urlsafe(12)
+
+
+def change_own_password(
+    user: User, current: str, password: str, confirmation: str | None
+) -> Errors:
+    """The user changes their own password: the current one must be right. Ends every
+    session of the user (the caller signs the current one in again with the new version)."""
+    if not user.check_password(current):
+        return {"current_password": ["is not your current password"]}
+    return change_password(user, password, confirmation)
+
+
+def record_sign_in(user: User, moment: datetime | None = None) -> None:
+    """Remember when the user last signed in (shown on the Users page)."""
+    user.last_sign_in_at = moment or utcnow()
+    db.session.commit()
