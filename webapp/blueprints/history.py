@@ -19,12 +19,17 @@ def index() -> ResponseReturnValue:
     entity_type = request.args.get("type", "")
     if entity_type not in history.ENTITY_TYPE_NAMES:
         entity_type = ""
-    actor = request.args.get("actor", "").strip()[:320]
+    actors = history.actors()
+    # Only someone the history knows (the filter is a menu of them): anything else typed into
+    # the address — NUL included — shows everything rather than reaching the database.
+    actor = request.args.get("actor", "").strip()
+    if actor not in actors:
+        actor = ""
     filters = history.HistoryFilters(entity_type=entity_type or None, actor=actor or None)
     return render_template(
         "history/index.html",
         changes=history.list_changes(filters),
-        actors=history.actors(),
+        actors=actors,
         entity_types=history.ENTITY_TYPE_NAMES,
         filters=filters,
         describe=history.describe,
