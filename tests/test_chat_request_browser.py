@@ -34,6 +34,9 @@ def test_show_request_reveals_the_body_the_draft_would_send(
     assert request["body"]["messages"] == [{"role": "user", "content": "What would you send?"}]
     assert request["body"]["temperature"] == 0
     assert request["headers"]["Authorization"] == "[redacted]"
+    # Open, it follows the draft as it is typed, like the budget meter.
+    page.get_by_role("textbox", name="Message").fill("Changed my mind")
+    expect(shown).to_contain_text("Changed my mind")
     # Only a preview: no message was sent.
     expect(page.locator("#transcript .message")).to_have_count(0)
     assert page.evaluate("window.__csp") == []

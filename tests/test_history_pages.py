@@ -69,6 +69,28 @@ def test_providers_and_models_pages_link_to_history(admin_client: FlaskClient) -
         assert 'href="/history/"' in admin_client.get(url).get_data(as_text=True)
 
 
+def test_each_provider_and_model_has_its_own_history(admin_client: FlaskClient, db: Any) -> None:
+    first = make_provider(name="First")
+    second = make_provider(name="Second")
+    model = make_model(first, model="only-mine")
+    second.name = "Second, renamed"
+    db.session.commit()
+
+    provider_page = admin_client.get(f"/providers/{first.id}/edit").get_data(as_text=True)
+    model_page = admin_client.get(f"/models/{model.id}/edit").get_data(as_text=True)
+    own = admin_client.get(f"/history/?type=provider&id={first.id}").get_data(as_text=True)
+    of_model = admin_client.get(f"/history/?type=model&id={model.id}").get_data(as_text=True)
+
+    assert f'href="/history/?type=provider&amp;id={first.id}"' in provider_page
+    assert f'href="/history/?type=model&amp;id={model.id}"' in model_page
+    assert "The history of one provider" in own and "First" in own
+    assert "Second" not in own and "only-mine" not in own
+    assert "First/only-mine" in of_model and "Second" not in of_model
+    # An id without a type, or one that is not an id, shows everything (never an error).
+    assert admin_client.get("/history/?id=abc&type=provider").status_code == 200
+    assert "Second" in admin_client.get(f"/history/?id={first.id}").get_data(as_text=True)
+
+
 def test_members_are_refused_the_history(member_client: FlaskClient) -> None:
     assert member_client.get("/history/").status_code == 403
 

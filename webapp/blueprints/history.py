@@ -7,6 +7,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from webapp.extensions import db
+from webapp.forms.composer import row_id
 from webapp.models import ConfigChange, ValidationError
 from webapp.services import history
 from webapp.services.records import StaleRecordError
@@ -25,7 +26,10 @@ def index() -> ResponseReturnValue:
     actor = request.args.get("actor", "").strip()
     if actor not in actors:
         actor = ""
-    filters = history.HistoryFilters(entity_type=entity_type or None, actor=actor or None)
+    entity_id = row_id(request.args.get("id")) if entity_type else None
+    filters = history.HistoryFilters(
+        entity_type=entity_type or None, actor=actor or None, entity_id=entity_id
+    )
     return render_template(
         "history/index.html",
         changes=history.list_changes(filters),

@@ -25,6 +25,8 @@ class HistoryFilters:
     since_days: float | None = None
     entity_type: str | None = None
     actor: str | None = None
+    # One record's history (with entity_type): a provider's or a model's page links here.
+    entity_id: int | None = None
 
 
 def list_changes(filters: HistoryFilters, limit: int | None = DEFAULT_LIMIT) -> list[ConfigChange]:
@@ -38,6 +40,8 @@ def list_changes(filters: HistoryFilters, limit: int | None = DEFAULT_LIMIT) -> 
         query = query.where(ConfigChange.entity_type == filters.entity_type)
     if filters.actor:
         query = query.where(ConfigChange.actor == filters.actor)
+    if filters.entity_id is not None:
+        query = query.where(ConfigChange.entity_id == filters.entity_id)
     if limit is not None:
         query = query.limit(limit)
     return list(db.session.scalars(query))
