@@ -9,7 +9,7 @@ from flask.typing import ResponseReturnValue
 
 from webapp.extensions import db
 from webapp.forms import DeleteForm, ImportForm, ProviderForm, save_form
-from webapp.htmx import form_page, redirect_for_htmx
+from webapp.htmx import form_page, is_htmx_fragment_request, redirect_for_htmx
 from webapp.models import LLMProvider
 from webapp.services import model_import, providers
 from webapp.services.records import StaleRecordError
@@ -119,6 +119,24 @@ def _set_all_enabled(provider_id: int, enabled: bool) -> ResponseReturnValue:
     count = providers.set_all_enabled(provider, enabled)
     verb = "Enabled" if enabled else "Disabled"
     flash(f"{verb} {plural(count, 'model')} of {name}.", "success")
+    return redirect_for_htmx(url_for("providers.index"))
+
+
+@bp.post("/<id:provider_id>/check")
+def check(provider_id: int) -> ResponseReturnValue:
+    """Check connection: list the provider's models; the answer goes where the button is."""
+    provider = db.get_or_404(LLMProvider, provider_id)
+    result = model_import.check_provider(provider)
+    if is_htmx_fragment_request():
+        return render_template("providers/_check_result.html", result=result)
+    if result.error:
+        flash(f"{provider.name}: {result.error}", "error")
+    else:
+        flash(
+            f"{provider.name} answered in {result.latency_ms} ms and offers "
+            f"{plural(result.model_count or 0, 'model')}.",
+            "success",
+        )
     return redirect_for_htmx(url_for("providers.index"))
 
 

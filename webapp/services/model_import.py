@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +79,24 @@ def fetch_import_listing(provider: LLMProvider) -> ImportListing:
     existing = _existing_model_ids(provider.id)
     candidates = [ImportCandidate(model_id, model_id in existing) for model_id in sorted(ids)]
     return ImportListing(candidates[:MAX_IMPORT_IDS])
+
+
+@dataclass(frozen=True)
+class ProviderCheck:
+    """A provider's `/models` answered — how fast, with how many models — or why not."""
+
+    latency_ms: float
+    model_count: int | None
+    error: str | None
+
+
+def check_provider(provider: LLMProvider) -> ProviderCheck:
+    """List the provider's models (the "Check connection" of the providers pages)."""
+    start = time.perf_counter()
+    listing = fetch_import_listing(provider)
+    latency_ms = round((time.perf_counter() - start) * 1000, 1)
+    count = None if listing.error else len(listing.candidates)
+    return ProviderCheck(latency_ms, count, listing.error)
 
 
 def import_models(provider: LLMProvider, model_ids: Iterable[str]) -> ImportOutcome:
