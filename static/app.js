@@ -21,6 +21,43 @@
     }
   }, true);
 
+  // <a data-slow="…">: a request that can take seconds (a provider's model list) says so while
+  // it runs, and can be cancelled (the Cancel button or Esc): htmx aborts it, the page stays.
+  var slowSource = null;
+
+  function slowBar() { return document.getElementById("slow-request"); }
+
+  function endSlow() {
+    slowSource = null;
+    if (slowBar()) slowBar().hidden = true;
+  }
+
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var source = event.detail.elt;
+    if (!source || !source.hasAttribute || !source.hasAttribute("data-slow") || !slowBar()) return;
+    slowSource = source;
+    slowBar().querySelector("[data-slow-text]").textContent = source.getAttribute("data-slow");
+    slowBar().hidden = false;
+  });
+
+  document.addEventListener("htmx:afterRequest", function (event) {
+    if (event.detail.elt === slowSource) endSlow();
+  });
+
+  function cancelSlow() {
+    if (!slowSource) return;
+    htmx.trigger(slowSource, "htmx:abort");
+    endSlow();
+  }
+
+  document.addEventListener("click", function (event) {
+    if (event.target.closest("[data-slow-cancel]")) cancelSlow();
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && slowSource) cancelSlow();
+  });
+
   // Provider form: the URLs requests will go to, live as the base URL and prefix are typed,
   // and a one-click fix for a base URL that already ends with the prefix (…/v1 + /v1).
   // The rule mirrors the server's (validation.base_url_without_prefix), which has the last word.

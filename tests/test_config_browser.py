@@ -12,7 +12,8 @@ from sqlalchemy import select
 from tests.support.app import LiveServer
 from tests.support.chat_http import mock_provider
 from tests.support.factories import make_model, make_provider
-from tests.support.net import closed_port_url
+from tests.support.net import SilentUpstream, closed_port_url
+from tests.support.waiting import wait_for
 from webapp.extensions import db
 from webapp.models import LLMModel, LLMPreset, LLMProvider
 
@@ -147,6 +148,35 @@ def test_import_models_from_the_mock_provider(admin_page: Page, live_server: Liv
     page.goto(f"{live_server.url}/providers/{provider.id}/import")
     expect(page.get_by_role("checkbox", name="mock")).to_be_disabled()
     expect(page.get_by_text("already added", exact=True)).to_be_visible()
+
+
+def test_fetching_models_from_a_slow_provider_says_so_and_can_be_cancelled(
+    admin_page: Page, live_server: LiveServer
+) -> None:
+    silent = SilentUpstream()
+    try:
+        make_provider(name="Silent", base_url=silent.url, api_prefix="/v1")
+        page = admin_page
+        page.goto(f"{live_server.url}/providers/")
+        status = page.locator("#slow-request")
+
+        page.get_by_role("link", name="Import models into Silent").click()
+        expect(status).to_be_visible()
+        expect(status).to_contain_text("Asking Silent for its models…")
+        status.get_by_role("button", name="Cancel").click()
+        expect(status).to_be_hidden()
+
+        page.get_by_role("link", name="Import models into Silent").click()
+        expect(status).to_be_visible()
+        page.keyboard.press("Escape")
+        expect(status).to_be_hidden()
+
+        # Both were real requests, and both were given up: the page never left the list.
+        assert wait_for(lambda: silent.requests == 2)
+        expect(page).to_have_url(f"{live_server.url}/providers/")
+        expect(page.get_by_role("heading", name="Providers")).to_be_visible()
+    finally:
+        silent.stop()
 
 
 def test_member_cannot_open_config_pages(member_page: Page, live_server: LiveServer) -> None:
