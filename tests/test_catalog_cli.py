@@ -146,11 +146,23 @@ def test_models_test_prints_json_for_scripts(
 
 @pytest.mark.parametrize(
     "command",
-    [["chat"], ["models", "list"], ["models", "test"], ["providers", "list"]],
+    [
+        ["chat"],
+        ["models", "list"],
+        ["models", "test"],
+        ["models", "probe"],
+        ["providers", "list"],
+        ["seed"],
+        ["up"],
+        ["keys", "rotate"],
+        ["users", "create"],
+        ["users", "list"],
+        ["config", "export"],
+        ["config", "import"],
+        ["config", "history"],
+    ],
 )
-def test_every_catalog_command_has_help_with_an_example(
-    runner: FlaskCliRunner, command: list[str]
-) -> None:
+def test_every_command_has_help_with_an_example(runner: FlaskCliRunner, command: list[str]) -> None:
     result = runner.invoke(args=[*command, "--help"])
 
     assert result.exit_code == 0 and "Example:" in result.output

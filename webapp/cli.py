@@ -35,7 +35,12 @@ from webapp.services.users import change_password, create_user, find_user
 @click.command("seed")
 @with_appcontext
 def seed_command() -> None:
-    """Create the seed providers, models and presets that are missing (never overwrites)."""
+    """Create the seed providers, models and presets that are missing (never overwrites).
+
+    \b
+    Example:
+      flask seed
+    """
     with acting_as("flask seed"):
         report = seed_llm(db.session, current_app.config)
     for label in report.created:
@@ -69,6 +74,11 @@ def rotate_command(old_key: str, new_key: str | None) -> None:
     """Re-encrypt every stored API key and header value from OLD to NEW in one transaction.
 
     Typical use: set MODELDESK_ENCRYPTION_KEY to the new key, pass the old one here.
+
+    \b
+    Example:
+      MODELDESK_OLD_ENCRYPTION_KEY=<old> flask keys rotate
+      flask keys rotate --old-key <old> --new-key <new>
     """
     new_key = new_key or current_app.config["MODELDESK_ENCRYPTION_KEY"]
     try:
@@ -90,7 +100,12 @@ def rotate_command(old_key: str, new_key: str | None) -> None:
 @click.option("--port", default=5000, show_default=True, type=int)
 @with_appcontext
 def up_command(host: str, port: int) -> None:
-    """Development: apply migrations, load seeds, serve on HOST:PORT (threaded)."""
+    """Development: apply migrations, load seeds, serve on HOST:PORT (threaded).
+
+    \b
+    Example:
+      flask --app wsgi up --port 5000
+    """
     upgrade()
     with acting_as("flask up"):
         report = seed_llm(db.session, current_app.config)
