@@ -30,6 +30,7 @@ class SilentUpstream:
         self.requests = 0
         self.closed_at: list[float] = []
         self._lock = threading.Lock()
+        self._held: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -38,6 +39,8 @@ class SilentUpstream:
                 connection, _ = self._listener.accept()
             except OSError:
                 return  # stopped
+            with self._lock:
+                self._held.append(connection)
             threading.Thread(target=self._hold, args=(connection,), daemon=True).start()
 
     def _hold(self, connection: socket.socket) -> None:
@@ -54,7 +57,13 @@ class SilentUpstream:
                 self.closed_at.append(time.monotonic())
 
     def stop(self) -> None:
+        """Stop listening and drop the connections held open, so no caller waits on."""
         _close_listener(self._listener)
+        with self._lock:
+            held, self._held = self._held, []
+        for connection in held:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 class TcpProxy:
