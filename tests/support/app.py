@@ -94,14 +94,19 @@ class _RequestCounter:
 
 
 class _ClosingBody:
-    """A response body that reports when the server closes it (sent, or the client left)."""
+    """A response body that reports once the app's work on it is over: when it has been
+    read to its end (a generator's cleanup has run by then) or closed (the client left).
+    The end counts because werkzeug closes a body only after draining whatever the client
+    sent past the request, which waits for the browser to hang up."""
 
-    def __init__(self, body: Any, on_close: Any) -> None:
+    def __init__(self, body: Any, on_done: Any) -> None:
         self._body = body
-        self._on_close = on_close
+        self._on_done = on_done
+        self._reported = False
 
     def __iter__(self) -> Any:
-        return iter(self._body)
+        yield from self._body
+        self._report()
 
     def close(self) -> None:
         try:
@@ -109,4 +114,9 @@ class _ClosingBody:
             if close is not None:
                 close()
         finally:
-            self._on_close()
+            self._report()
+
+    def _report(self) -> None:
+        if not self._reported:
+            self._reported = True
+            self._on_done()
