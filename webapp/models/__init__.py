@@ -1,6 +1,7 @@
 """Models: the LLM configuration tables and their validation."""
 
 from webapp.models.chat import ChatMessage, Conversation
+from webapp.models.gateway import AppKey
 from webapp.models.history import ConfigChange, acting_as
 from webapp.models.llm import CAPABILITY_COLUMNS, LLMModel, LLMPreset, LLMProvider
 from webapp.models.types import UNREADABLE
@@ -11,6 +12,7 @@ __all__ = [
     "CAPABILITY_COLUMNS",
     "RESERVED_OPTION_KEYS",
     "UNREADABLE",
+    "AppKey",
     "ChatMessage",
     "ConfigChange",
     "Conversation",
