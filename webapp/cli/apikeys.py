@@ -11,7 +11,6 @@ from flask.cli import with_appcontext
 from webapp.cli.output import echo_json, errors_text, table, when
 from webapp.forms.fields import parse_whole_number
 from webapp.models import AppKey
-from webapp.models.types import utcnow
 from webapp.services import app_keys
 
 ALL_MODELS = "all models"
@@ -132,8 +131,7 @@ def list_command(as_json: bool) -> None:
     Example:
       flask apikeys list --json
     """
-    now = utcnow()
-    keys = [(key, app_keys.key_status(key, now)) for key in app_keys.list_keys()]
+    keys = app_keys.list_keys_with_status()
     if as_json:
         echo_json([_json_row(key, status) for key, status in keys])
         return

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -128,6 +129,17 @@ def key_status(key: AppKey, now: datetime) -> str:
 
 def list_keys() -> list[AppKey]:
     return list(db.session.scalars(select(AppKey).order_by(AppKey.name)))
+
+
+class ListedKey(NamedTuple):
+    key: AppKey
+    status: str
+
+
+def list_keys_with_status() -> list[ListedKey]:
+    """Every key by name, with its status as of now (one clock for the whole list)."""
+    now = utcnow()
+    return [ListedKey(key, key_status(key, now)) for key in list_keys()]
 
 
 def find_key(name: str) -> AppKey | None:
