@@ -56,11 +56,17 @@ def _limit(value: int | None) -> str:
 
 @apikeys_group.command("create")
 @click.argument("name")
-@click.option("--models", help="Comma-separated model keys the app may use (default: all).")
-@click.option("--expires-days", help="Stop working after this many days (default: never).")
-@click.option("--rpm", help="Requests per minute allowed (default: no limit).")
-@click.option("--tpm", help="Tokens per minute allowed (default: no limit).")
-@click.option("--created-by", help="Who asked for the key (an email, a team), kept with it.")
+@click.option(
+    "--models", metavar="K1,K2", help="Comma-separated model keys the app may use (default: all)."
+)
+@click.option(
+    "--expires-days", metavar="N", help="Stop working after this many days (default: never)."
+)
+@click.option("--rpm", metavar="N", help="Requests per minute allowed (default: no limit).")
+@click.option("--tpm", metavar="N", help="Tokens per minute allowed (default: no limit).")
+@click.option(
+    "--created-by", metavar="WHO", help="Who asked for the key (an email, a team), kept with it."
+)
 @with_appcontext
 def create_command(
     name: str,
@@ -91,9 +97,12 @@ def create_command(
     if created.key is None or created.secret is None:
         raise click.ClickException(errors_text(created.errors))
     key = created.key
+    rpm_limit = "unlimited" if key.rpm is None else key.rpm
+    tpm_limit = "unlimited" if key.tpm is None else key.tpm
+    expires = when(key.expires_at) if key.expires_at else "never"
     click.echo(
         f"created app key {key.name} ({_shown_prefix(key)}) for {_scope(key)}; "
-        f"rpm {_limit(key.rpm)}, tpm {_limit(key.tpm)}, expires {when(key.expires_at)}"
+        f"rpm {rpm_limit}, tpm {tpm_limit}, expires {expires}"
     )
     click.echo("Its secret is shown this once (only a hash is kept): store it now.")
     click.echo(created.secret)
