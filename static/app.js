@@ -21,6 +21,41 @@
     }
   }, true);
 
+  // <button data-copy="ID">: copy the value of the field with that id (a secret shown once) and
+  // say so in the element "ID-status". The Clipboard API exists only in a secure context (HTTPS,
+  // localhost); elsewhere the field is selected for the older copy command, or for the user.
+  function copyBySelection(field) {
+    field.focus();
+    field.select();
+    try { return document.execCommand("copy"); } catch (error) { return false; }
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy]");
+    if (!button) return;
+    var id = button.getAttribute("data-copy");
+    var field = document.getElementById(id);
+    var status = document.getElementById(id + "-status");
+    if (!field) return;
+    function report(copied) {
+      if (status) status.textContent = copied ? "Copied." : "Not copied: the secret is selected, press Ctrl+C (⌘C on a Mac).";
+    }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(field.value).then(
+        function () { report(true); },
+        function () { report(copyBySelection(field)); }
+      );
+    } else {
+      report(copyBySelection(field));
+    }
+  });
+
+  // A secret shown once ([data-once-secret]) leaves with the page: the back/forward cache keeps
+  // a page as it was, and would otherwise show the secret again on Back.
+  window.addEventListener("pagehide", function () {
+    document.querySelectorAll("[data-once-secret]").forEach(function (secret) { secret.remove(); });
+  });
+
   // <a data-slow="…">: a request that can take seconds (a provider's model list) says so while
   // it runs, and can be cancelled (the Cancel button or Esc): htmx aborts it, the page stays.
   var slowSource = null;

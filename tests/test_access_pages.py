@@ -12,8 +12,9 @@ from werkzeug.routing import Rule
 
 from tests.support.factories import make_model, make_preset, make_provider
 from tests.support.routes import app_rules, concrete_path, snapshot
-from tests.support.users import ADMIN_EMAIL, sign_in
-from webapp.security import PUBLIC_ENDPOINTS
+from tests.support.users import ADMIN_EMAIL, MEMBER_EMAIL, sign_in
+from webapp.security import ADMIN_BLUEPRINTS, PUBLIC_ENDPOINTS
+from webapp.services import app_keys
 
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -23,7 +24,15 @@ def ids(app: Flask, db: Any) -> dict[str, int]:
     provider = make_provider()
     model = make_model(provider)
     preset = make_preset(model)
-    every = {"provider_id": provider.id, "model_id": model.id, "preset_id": preset.id, "id": 1}
+    app_key = app_keys.create_key("walker").key
+    assert app_key is not None
+    every = {
+        "provider_id": provider.id,
+        "model_id": model.id,
+        "preset_id": preset.id,
+        "key_id": app_key.id,
+        "id": 1,
+    }
     return every
 
 
@@ -78,3 +87,23 @@ def test_state_changes_without_csrf_token_are_rejected(
     assert response.status_code == 400
     assert snapshot(db) == before
     assert checked >= 5
+
+
+def test_members_are_refused_every_admin_page_and_change(
+    app: Flask, ids: dict[str, int], member: Any, db: Any
+) -> None:
+    app.config["WTF_CSRF_ENABLED"] = False  # so refusals come from the role, not CSRF
+    client = app.test_client()
+    sign_in(client, MEMBER_EMAIL)
+    before = snapshot(db)
+    walked = set()
+    for rule in app_rules(app):
+        if rule.endpoint.split(".")[0] not in ADMIN_BLUEPRINTS:
+            continue
+        path = concrete_path(rule, ids)
+        for method in methods(rule):
+            response = client.open(path, method=method, data={"name": "changed"})
+            assert response.status_code == 403, (method, path, response.status_code)
+        walked.add(rule.endpoint.split(".")[0])
+    assert walked == ADMIN_BLUEPRINTS
+    assert snapshot(db) == before

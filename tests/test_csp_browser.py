@@ -180,6 +180,8 @@ def test_the_csp_holds_on_every_page_and_htmx_works_under_it(
             f"/models/{model.id}/presets/{preset.id}/edit",
             f"Edit {preset.name} · {model.name} · ModelDesk",
         ),
+        ("/users/", "Users · ModelDesk"),
+        ("/apikeys/", "API keys · ModelDesk"),
     ]
     for path, title in pages:
         watch.visit(path, title)

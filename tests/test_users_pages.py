@@ -32,6 +32,7 @@ def test_an_admin_creates_a_user_and_errors_keep_the_email(admin_client: FlaskCl
     assert bad.status_code == 422
     html = bad.get_data(as_text=True)
     assert 'value="new@example.com"' in html and "At least 8 characters" in html
+    assert "Nothing was saved." in html and "Someone else changed" not in html
     made = admin_client.post(
         "/users/", data={"email": "new@example.com", "role": "admin", "password": PASSWORD}
     )

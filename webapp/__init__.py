@@ -60,7 +60,17 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from webapp import mock_llm
-    from webapp.blueprints import auth, chat, health, history, models, presets, providers, users
+    from webapp.blueprints import (
+        apikeys,
+        auth,
+        chat,
+        health,
+        history,
+        models,
+        presets,
+        providers,
+        users,
+    )
 
     for blueprint in (
         auth.bp,
@@ -71,6 +81,7 @@ def register_blueprints(app: Flask) -> None:
         presets.bp,
         history.bp,
         users.bp,
+        apikeys.bp,
     ):
         app.register_blueprint(blueprint)
     if app.config["MOCK_LLM_ENABLED"]:

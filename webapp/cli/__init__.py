@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from webapp.cli.apikeys import apikeys_group
 from webapp.cli.chat import chat_command
 from webapp.cli.config import config_group
 from webapp.cli.models import models_group
@@ -21,6 +22,7 @@ def register(app: Flask) -> None:
         models_group,
         providers_group,
         users_group,
+        apikeys_group,
         config_group,
     )
     for command in commands:

@@ -36,6 +36,13 @@ def fail(result: Result) -> None:
     raise click.ClickException(f"{result.code}: {'; '.join(result.errors)}")
 
 
+def errors_text(errors: dict[str, list[str]]) -> str:
+    """A service's field errors as one line: `rpm must be between 1 and …; name can't be blank`."""
+    return "; ".join(
+        f"{field.replace('_', ' ')} {', '.join(messages)}" for field, messages in errors.items()
+    )
+
+
 def stats_line(value: dict[str, Any]) -> str:
     """`preset Default · 12 prompt + 30 completion tokens · finish stop · first token 85 ms`."""
     preset = value.get("preset")

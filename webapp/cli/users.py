@@ -9,6 +9,7 @@ from flask.cli import with_appcontext
 
 from webapp.cli.output import (
     echo_json,
+    errors_text,
     table,
     when,
 )
@@ -19,12 +20,6 @@ from webapp.services.users import change_password, create_user, find_user
 @click.group("users")
 def users_group() -> None:
     """Manage who can sign in."""
-
-
-def _errors_text(errors: dict[str, list[str]]) -> str:
-    return "; ".join(
-        f"{field.replace('_', ' ')} {', '.join(messages)}" for field, messages in errors.items()
-    )
 
 
 def _user(email: str) -> Any:
@@ -96,7 +91,7 @@ def create_user_command(email: str, admin: bool, password: str) -> None:
     """
     user, errors = create_user(email, password, role="admin" if admin else "member")
     if user is None:
-        raise click.ClickException(_errors_text(errors))
+        raise click.ClickException(errors_text(errors))
     click.echo(f"created {user.role} {user.email}")
 
 
@@ -114,7 +109,7 @@ def set_password_command(email: str, password: str) -> None:
     user = _user(email)
     errors = change_password(user, password)
     if errors:
-        raise click.ClickException(_errors_text(errors))
+        raise click.ClickException(errors_text(errors))
     click.echo(f"new password set for {user.email}; their sessions are ended")
 
 
@@ -188,7 +183,7 @@ def reset_password_command(email: str, generate: bool) -> None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     errors = change_password(user, password)
     if errors:
-        raise click.ClickException(_errors_text(errors))
+        raise click.ClickException(errors_text(errors))
     if generate:
         click.echo(f"new password for {user.email} (shown once): {password}")
     click.echo(f"their sessions are ended; {user.email} signs in with the new password")

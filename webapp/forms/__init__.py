@@ -1,6 +1,7 @@
 """Forms at the HTTP edge (Flask-WTF): one class per page, reading what a request carries
 and handing the services typed values."""
 
+from webapp.forms.apikeys import NewAppKeyForm
 from webapp.forms.auth import LoginForm, SetupForm
 from webapp.forms.base import DeleteForm, Form, RecordForm, add_errors, save_form
 from webapp.forms.chat import RenameForm
@@ -17,6 +18,7 @@ __all__ = [
     "LoginForm",
     "ModelForm",
     "ModelListQuery",
+    "NewAppKeyForm",
     "NewUserForm",
     "PresetForm",
     "ProviderForm",

@@ -6,17 +6,22 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from webapp.extensions import db
+from webapp.models import LLMModel
 from webapp.models.gateway import AppKey
 from webapp.models.types import utcnow
+from webapp.models.validation import Errors
 
 SECRET_PREFIX = "mdk-"
 # What the page and the CLI show of a key: enough to tell keys apart, far too little to guess.
 SHOWN_PREFIX_LENGTH = len(SECRET_PREFIX) + 8
+# A century: longer is "never" in all but name, and far beyond it timedelta overflows.
+MAX_EXPIRES_DAYS = 36500
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,9 @@ def create_key(
     created_by: str | None = None,
 ) -> NewKey:
     secret = new_secret()
+    expiry_errors = _expiry_errors(expires_days)
+    if expiry_errors:
+        expires_days = None
     key = AppKey(
         name=name,
         prefix=secret[:SHOWN_PREFIX_LENGTH],
@@ -75,7 +83,7 @@ def create_key(
         expires_at=utcnow() + timedelta(days=expires_days) if expires_days else None,
         created_by=created_by,
     )
-    errors = key.validation_errors()
+    errors = key.validation_errors() | expiry_errors
     if errors:
         return NewKey(None, None, errors)
     db.session.add(key)
@@ -88,8 +96,50 @@ def create_key(
     return NewKey(key, secret, {})
 
 
+def _expiry_errors(expires_days: float | None) -> Errors:
+    if expires_days is None or 0 < expires_days <= MAX_EXPIRES_DAYS:
+        return {}
+    return {"expires_days": [f"must be between 1 and {MAX_EXPIRES_DAYS} days"]}
+
+
+def scopable_model_keys() -> list[str]:
+    """The keys a key's scope may name: every model that has one, enabled or not (a scope
+    outlives a model being switched off for a while)."""
+    query = select(LLMModel.key).where(LLMModel.key.is_not(None)).order_by(LLMModel.key)
+    return list(db.session.scalars(query))
+
+
+def scope_errors(model_keys: list[str]) -> Errors:
+    """Why a scope cannot be granted: the keys no model has, and the keys there are."""
+    known = scopable_model_keys()
+    unknown = sorted({k.strip().lower() for k in model_keys} - set(known))
+    if not unknown:
+        return {}
+    there = ", ".join(known) if known else "none yet: give a model a key first"
+    message = f"include unknown keys: {', '.join(unknown)} (known keys: {there})"
+    return {"model_keys": [message]}
+
+
+def key_status(key: AppKey, now: datetime) -> str:
+    """`revoked`, `expired` or `active`: what the gateway will do with the key now."""
+    if key.revoked_at is not None:
+        return "revoked"
+    return "expired" if grant_of(key).expired(now) else "active"
+
+
 def list_keys() -> list[AppKey]:
     return list(db.session.scalars(select(AppKey).order_by(AppKey.name)))
+
+
+class ListedKey(NamedTuple):
+    key: AppKey
+    status: str
+
+
+def list_keys_with_status() -> list[ListedKey]:
+    """Every key by name, with its status as of now (one clock for the whole list)."""
+    now = utcnow()
+    return [ListedKey(key, key_status(key, now)) for key in list_keys()]
 
 
 def find_key(name: str) -> AppKey | None:
