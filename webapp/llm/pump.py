@@ -1,0 +1,45 @@
+"""Reading a provider's stream on a thread of its own, so the response thread can wait with
+a timeout: while the provider is silent it can still write (a heartbeat is how a client that
+went away is noticed), enforce a time limit, or cancel the call."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+
+class ClosableIterator(Protocol):
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def close(self) -> None: ...
+
+
+class Pump:
+    """Reads `items` on a thread of its own into a queue. Only that thread iterates (and
+    closes) `items`; the reader takes them with `next(timeout)`."""
+
+    END = object()
+
+    def __init__(self, items: ClosableIterator, name: str) -> None:
+        self._items = items
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            for item in self._items:
+                self._queue.put(item)
+        except Exception as error:  # handed to the reading thread, which decides
+            self._queue.put(error)
+        finally:
+            self._items.close()
+            self._queue.put(self.END)
+
+    def next(self, timeout: float) -> Any:
+        """The next item, an exception, END, or None when `timeout` passed first."""
+        try:
+            return self._queue.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            return None
