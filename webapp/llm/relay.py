@@ -94,7 +94,7 @@ class RelayOutcome:
 
 
 @dataclass
-class _LineFilter:
+class LineFilter:
     """Turns the provider's SSE lines into the frames the client gets."""
 
     secrets: list[str]
@@ -202,7 +202,7 @@ class StreamRelay:
         self._heartbeat_seconds = heartbeat_seconds
         self._on_end = on_end
         self._started = started
-        self._lines = _LineFilter(list(prepared.secrets), include_usage)
+        self._lines = LineFilter(list(prepared.secrets), include_usage)
         self._outcome = RelayOutcome()
         self._running = False
         self._frames = self._generate()

@@ -1,0 +1,174 @@
+"""The gateway's service parts without HTTP: the catalog cache and the relay's line filter."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
+
+from tests.support.factories import make_preset
+from tests.support.gateway import app_key, chunk
+from tests.support.mock_api import mock_model, mock_provider
+from webapp.extensions import db
+from webapp.llm.relay import LineFilter
+from webapp.services import gateway, gateway_catalog
+from webapp.services.app_keys import find_key, revoke_key
+from webapp.services.gateway import ApiError, JsonReply
+
+SECRET = "sk-provider-SECRET-0123456789"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(app: Flask) -> Clock:
+    clock = Clock()
+    app.extensions["gateway_catalog"] = gateway_catalog.Catalog(clock=clock)
+    return clock
+
+
+@pytest.fixture
+def statements(app: Flask) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def count(*args: Any) -> None:
+        seen.append(str(args[2]))
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    yield seen
+    event.remove(db.engine, "before_cursor_execute", count)
+
+
+def model_ids(answer: JsonReply | ApiError) -> list[str]:
+    assert isinstance(answer, JsonReply), answer
+    return [m["id"] for m in json.loads(answer.body)["data"]]
+
+
+# --- the catalog ------------------------------------------------------------------------
+
+
+def test_a_known_key_and_its_models_cost_no_query(
+    app: Flask, clock: Clock, statements: list[str]
+) -> None:
+    model = mock_model(mock_provider("http://127.0.0.1:9"))
+    make_preset(model, key="fast", name="Fast")
+    secret = app_key()
+    assert model_ids(gateway.list_models(secret)) == ["mock", "mock@fast"]
+    statements.clear()
+
+    for _ in range(5):
+        assert model_ids(gateway.list_models(secret)) == ["mock", "mock@fast"]
+        assert isinstance(gateway.list_models("mdk-unknown"), ApiError)
+
+    assert statements == []
+
+
+def test_a_change_is_seen_at_the_next_check_and_only_then(app: Flask, clock: Clock) -> None:
+    secret = app_key()
+    assert model_ids(gateway.list_models(secret)) == []
+    mock_model(mock_provider("http://127.0.0.1:9"))
+    revoke_key(find_key("app"))
+    assert model_ids(gateway.list_models(secret)) == []  # within the interval: the snapshot
+
+    clock.now += gateway_catalog.CHECK_INTERVAL_SECONDS
+
+    assert gateway.list_models(secret) == gateway.INVALID_API_KEY
+
+
+def test_the_last_snapshot_serves_while_the_database_is_away(
+    app: Flask, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mock_model(mock_provider("http://127.0.0.1:9"))
+    secret = app_key()
+    assert model_ids(gateway.list_models(secret)) == ["mock"]
+
+    def away() -> None:
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(gateway_catalog, "_version", away)
+    clock.now += 10 * gateway_catalog.CHECK_INTERVAL_SECONDS
+
+    assert model_ids(gateway.list_models(secret)) == ["mock"]
+
+
+def test_no_snapshot_and_no_database_is_a_503(
+    app: Flask, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def away() -> None:
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(gateway_catalog, "_version", away)
+
+    answer = gateway.chat_completion("mdk-any", {"model": "mock", "messages": []})
+
+    assert isinstance(answer, ApiError) and answer.status == 503
+
+
+def test_a_request_body_that_is_not_an_object_is_a_400(app: Flask, clock: Clock) -> None:
+    answer = gateway.chat_completion(app_key(), ["not", "an", "object"])
+
+    assert isinstance(answer, ApiError) and (answer.status, answer.type) == (
+        400,
+        "invalid_request_error",
+    )
+
+
+# --- the relay's lines -------------------------------------------------------------------
+
+
+def frames(lines: LineFilter, *raw: str) -> list[bytes]:
+    out = [lines.frame(line.rstrip("\n")) for line in raw]
+    return [frame for frame in out if frame is not None]
+
+
+def test_a_line_with_nothing_to_scrub_is_passed_on_byte_for_byte() -> None:
+    # Spacing json.dumps would not produce: a re-serialized line would differ.
+    line = 'data: {"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}'
+
+    for secrets in ([], [SECRET]):
+        assert frames(LineFilter(secrets, include_usage=False), line) == [line.encode() + b"\n\n"]
+
+
+def test_a_secret_split_across_chunks_is_masked() -> None:
+    lines = LineFilter([SECRET], include_usage=False)
+
+    out = frames(lines, chunk("a " + SECRET[:5]), chunk(SECRET[5:] + " b"), chunk(None, "stop"))
+
+    contents = [json.loads(frame[6:])["choices"][0]["delta"].get("content", "") for frame in out]
+    assert "".join(contents) == "a [redacted] b"
+
+
+def test_usage_the_client_did_not_ask_for_is_dropped_but_kept_for_the_record() -> None:
+    usage = {"prompt_tokens": 3, "completion_tokens": 4}
+    on_its_own = 'data: {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}}'
+    with_finish = chunk(None, "stop", usage=usage)
+
+    dropped = LineFilter([], include_usage=False)
+    assert frames(dropped, on_its_own) == []
+    (stripped,) = frames(dropped, with_finish)
+    assert "usage" not in json.loads(stripped[6:])
+    assert dropped.usage == usage
+
+    kept = LineFilter([], include_usage=True)
+    assert frames(kept, on_its_own) == [on_its_own.encode() + b"\n\n"]
+    assert kept.usage == usage
+
+
+def test_done_is_held_for_the_end_and_what_follows_it_is_read_but_not_sent() -> None:
+    lines = LineFilter([], include_usage=False)
+
+    assert frames(lines, chunk("x"), "data: [DONE]", chunk("late"), ": comment") == [
+        chunk("x").rstrip("\n").encode() + b"\n\n"
+    ]
+    assert lines.done
