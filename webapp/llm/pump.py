@@ -37,6 +37,22 @@ class Pump:
             self._items.close()
             self._queue.put(self.END)
 
+    def batch(self, timeout: float) -> list[Any]:
+        """Every item waiting now, at least one (an exception and END count as items), or
+        [] when `timeout` passed first: a reader that writes them out at once makes one
+        write, not one per item, when the provider sends several together."""
+        first = self.next(timeout)
+        if first is None:
+            return []
+        items = [first]
+        while first is not self.END:
+            try:
+                first = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            items.append(first)
+        return items
+
     def next(self, timeout: float) -> Any:
         """The next item, an exception, END, or None when `timeout` passed first."""
         try:

@@ -226,24 +226,17 @@ class StreamRelay:
         outcome, lines = self._outcome, self._lines
         pump = Pump(self._opened.lines(), "gateway-relay")
         try:
-            while True:
-                item = pump.next(timeout=self._heartbeat_seconds)
-                if item is None:
+            ended = False
+            while not ended:
+                items = pump.batch(timeout=self._heartbeat_seconds)
+                if not items:
                     yield HEARTBEAT_FRAME
                     continue
-                if item is Pump.END:
-                    break
-                if isinstance(item, Exception):
-                    outcome.error = mask_secrets(
-                        f"the provider's stream failed: {item}", lines.secrets
-                    )
-                    yield error_frame(outcome.error)
-                    return
-                frame = lines.frame(item)
-                if frame is not None:
+                frames, ended = self._frames_of(items)
+                if frames:
                     if outcome.ttft_ms is None:
                         outcome.ttft_ms = _ms_since(self._started)
-                    yield frame
+                    yield frames
             end = self._end_frame()
             if end:
                 yield end
@@ -256,9 +249,29 @@ class StreamRelay:
                 self._cancellation.cancel()
             self._finish()
 
+    def _frames_of(self, items: list[Any]) -> tuple[bytes, bool]:
+        """The frames for a batch of the pump's items, and whether the upstream ended."""
+        frames = []
+        for item in items:
+            if item is Pump.END:
+                return b"".join(frames), True
+            if isinstance(item, Exception) and self._lines.done:
+                return b"".join(frames), True  # the reply was complete: only the drain failed
+            if isinstance(item, Exception):
+                message = f"the provider's stream failed: {item}"
+                self._outcome.error = mask_secrets(message, self._lines.secrets)
+                frames.append(error_frame(self._outcome.error))
+                return b"".join(frames), True
+            frame = self._lines.frame(item)
+            if frame is not None:
+                frames.append(frame)
+        return b"".join(frames), False
+
     def _end_frame(self) -> bytes:
         """[DONE] after a complete stream; an error event when it was not (the provider's
-        own error event was already passed on)."""
+        own error event, or ours for a failed read, was already passed on)."""
+        if self._outcome.error is not None:
+            return b""
         if self._lines.error is not None:
             self._outcome.error = self._lines.error
             return b""
