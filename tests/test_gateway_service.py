@@ -7,20 +7,25 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
-from sqlalchemy import event
+from sqlalchemy import event, update
 from sqlalchemy.exc import OperationalError
 
 from tests.support.factories import make_preset
 from tests.support.gateway import app_key, chunk
 from tests.support.mock_api import mock_model, mock_provider
+from tests.support.waiting import wait_for
 from webapp.extensions import db
 from webapp.llm.relay import LineFilter
+from webapp.models.gateway import AppKey
+from webapp.models.types import utcnow
 from webapp.services import gateway, gateway_catalog
 from webapp.services.app_keys import find_key, revoke_key
 from webapp.services.gateway import ApiError, JsonReply
 
 SECRET = "sk-provider-SECRET-0123456789"
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class Clock:
@@ -74,16 +79,58 @@ def test_a_known_key_and_its_models_cost_no_query(
     assert statements == []
 
 
-def test_a_change_is_seen_at_the_next_check_and_only_then(app: Flask, clock: Clock) -> None:
+def revoke_elsewhere(name: str) -> None:
+    """Revoke a key the way another instance would: not through this process's session."""
+    with db.engine.begin() as connection:
+        connection.execute(
+            update(AppKey)
+            .where(AppKey.name == name)
+            .values(revoked_at=utcnow(), updated_at=utcnow())
+        )
+
+
+def test_a_change_committed_here_is_seen_at_once(app: Flask, clock: Clock) -> None:
     secret = app_key()
     assert model_ids(gateway.list_models(secret)) == []
-    mock_model(mock_provider("http://127.0.0.1:9"))
+
     revoke_key(find_key("app"))
+
+    assert gateway.list_models(secret) == gateway.INVALID_API_KEY
+
+
+def test_a_change_made_elsewhere_is_seen_at_the_next_check(app: Flask, clock: Clock) -> None:
+    secret = app_key()
+    assert model_ids(gateway.list_models(secret)) == []
+    revoke_elsewhere("app")
     assert model_ids(gateway.list_models(secret)) == []  # within the interval: the snapshot
 
     clock.now += gateway_catalog.CHECK_INTERVAL_SECONDS
 
     assert gateway.list_models(secret) == gateway.INVALID_API_KEY
+
+
+def redis_reachable() -> bool:
+    try:
+        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.mark.skipif(not redis_reachable(), reason="needs Redis on 127.0.0.1:6379")
+def test_a_change_announced_on_redis_is_seen_before_the_next_check(
+    app: Flask, clock: Clock
+) -> None:
+    secret = app_key()
+    assert model_ids(gateway.list_models(secret)) == []
+    listening = gateway_catalog.ChangeFeed(REDIS_URL)
+    listening.subscribe(gateway_catalog.catalog().invalidate)
+    revoke_elsewhere("app")
+
+    def seen() -> bool:
+        gateway_catalog.ChangeFeed(REDIS_URL).publish()
+        return gateway.list_models(secret) == gateway.INVALID_API_KEY
+
+    assert wait_for(seen, interval=0.1)
 
 
 def test_the_last_snapshot_serves_while_the_database_is_away(

@@ -3,8 +3,10 @@
 A `Snapshot` holds every live app key's grant (by secret hash) and every model id the gateway
 answers to (`key`, `key@preset`) as engine specs. It is rebuilt when the configuration's
 version changes — one aggregate query, at most once a second per process — so a revoked key
-stops working within about a second. When the database does not answer, the last snapshot
-goes on serving: known keys keep working through a database blip.
+stops working within about a second; a commit that changes keys or models also tells this
+instance at once, and every other one through Redis when REDIS_URL is set (`ChangeFeed`).
+When the database does not answer, the last snapshot goes on serving: known keys keep
+working through a database blip.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, current_app
-from sqlalchemy import func, select
+import redis
+from flask import Flask, current_app, has_app_context
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import ORMExecuteState, Session, selectinload
 
 from webapp.extensions import db
 from webapp.llm.specs import ModelSpec, PresetSpec
@@ -35,6 +38,9 @@ PRESET_SEPARATOR = "@"
 # How stale the snapshot may be: the promise is a revocation seen within a second.
 CHECK_INTERVAL_SECONDS = 1.0
 _EXTENSION = "gateway_catalog"
+_FEED = "gateway_change_feed"
+CHANGES_CHANNEL = "modeldesk:gateway:config-changed"
+RECONNECT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,83 @@ class Catalog:
 
 
 def init_catalog(app: Flask) -> None:
-    app.extensions[_EXTENSION] = Catalog()
+    """The app's catalog; with REDIS_URL, a change committed on any instance reaches every
+    instance's catalog at once (pub/sub), not only at its next version check."""
+    app.extensions[_EXTENSION] = catalog = Catalog()
+    redis_url = app.config.get("REDIS_URL")
+    if redis_url:
+        app.extensions[_FEED] = feed = ChangeFeed(redis_url)
+        feed.subscribe(catalog.invalidate)
+
+
+class ChangeFeed:
+    """Redis pub/sub on CHANGES_CHANNEL: `publish` after a commit that changed keys or
+    models; a subscriber thread calls `on_change` for each message (and after each
+    (re)connection, since messages sent while away are lost). Redis being away costs a log
+    line: the version check still sees every change within a second."""
+
+    def __init__(self, url: str) -> None:
+        self._redis = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        self._listener = redis.Redis.from_url(url, socket_connect_timeout=1)
+
+    def publish(self) -> None:
+        try:
+            self._redis.publish(CHANGES_CHANNEL, "changed")
+        except redis.RedisError as error:
+            log.warning("gateway: could not announce a configuration change: %s", error)
+
+    def subscribe(self, on_change: Callable[[], None]) -> None:
+        threading.Thread(
+            target=self._listen, args=(on_change,), name="gateway-changes", daemon=True
+        ).start()
+
+    def _listen(self, on_change: Callable[[], None]) -> None:
+        while True:
+            try:
+                pubsub = self._listener.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(CHANGES_CHANNEL)
+                on_change()
+                for _message in pubsub.listen():
+                    on_change()
+            except redis.RedisError as error:
+                log.warning("gateway: change feed interrupted (%s); reconnecting", error)
+                time.sleep(RECONNECT_SECONDS)
+
+
+_WATCHED = (AppKey, LLMProvider, LLMModel, LLMPreset)
+_CHANGED = "gateway_config_changed"
+
+
+@event.listens_for(Session, "after_flush")
+def _note_changes(session: Session, _context: Any) -> None:
+    touched = (*session.new, *session.dirty, *session.deleted)
+    if any(isinstance(instance, _WATCHED) for instance in touched):
+        session.info[_CHANGED] = True
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_bulk_changes(state: ORMExecuteState) -> None:
+    # Bulk UPDATE / DELETE through the session (a provider's enable-all) never flush.
+    mapper = state.bind_mapper
+    bulk = state.is_update or state.is_delete
+    if bulk and mapper is not None and issubclass(mapper.class_, _WATCHED):
+        state.session.info[_CHANGED] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _announce_changes(session: Session) -> None:
+    if not session.info.pop(_CHANGED, False) or not has_app_context():
+        return
+    # This instance sees its own change at once; the others hear it from the feed.
+    current_app.extensions[_EXTENSION].invalidate()
+    feed = current_app.extensions.get(_FEED)
+    if feed is not None:
+        feed.publish()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_changes(session: Session) -> None:
+    session.info.pop(_CHANGED, None)
 
 
 def catalog() -> Catalog:
