@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 
@@ -16,16 +16,44 @@ class ClosableIterator(Protocol):
     def close(self) -> None: ...
 
 
+class _Workers:
+    """Daemon threads kept for the next pump once theirs ends: starting a thread makes the
+    caller wait until the new thread runs, milliseconds on a busy server, before the first
+    byte of every reply. Daemons, so a pump stuck on a silent provider never holds up exit."""
+
+    def __init__(self) -> None:
+        self._tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def run(self, task: Callable[[], None]) -> None:
+        with self._lock:
+            start_one = self._idle == 0
+            self._idle -= 0 if start_one else 1
+        self._tasks.put(task)
+        if start_one:
+            threading.Thread(target=self._work, name="pump", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            self._tasks.get()()
+            with self._lock:
+                self._idle += 1
+
+
+_workers = _Workers()
+
+
 class Pump:
     """Reads `items` on a thread of its own into a queue. Only that thread iterates (and
-    closes) `items`; the reader takes them with `next(timeout)`."""
+    closes) `items`; the reader takes them with `next(timeout)` or `batch(timeout)`."""
 
     END = object()
 
-    def __init__(self, items: ClosableIterator, name: str) -> None:
+    def __init__(self, items: ClosableIterator) -> None:
         self._items = items
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        threading.Thread(target=self._run, name=name, daemon=True).start()
+        _workers.run(self._run)
 
     def _run(self) -> None:
         try:

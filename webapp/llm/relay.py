@@ -224,7 +224,7 @@ class StreamRelay:
     def _generate(self) -> Iterator[bytes]:
         self._running = True
         outcome, lines = self._outcome, self._lines
-        pump = Pump(self._opened.lines(), "gateway-relay")
+        pump = Pump(self._opened.lines())
         try:
             ended = False
             while not ended:

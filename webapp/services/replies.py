@@ -339,7 +339,7 @@ class ReplyStream:
         self._started = True
         recorder, limits = self._recorder, self._limits
         deadline = self._clock() + limits.max_seconds
-        pump = Pump(self._events, "reply-pump")
+        pump = Pump(self._events)
         try:
             while True:
                 remaining = deadline - self._clock()
