@@ -17,7 +17,9 @@ _STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 def _bearer_secret() -> str | None:
     scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
-    return secret.strip() or None if scheme.lower() == "bearer" else None
+    if scheme.lower() != "bearer":
+        return None
+    return secret.strip() or None
 
 
 def _send(answer: JsonReply | StreamRelay | ApiError) -> Response:

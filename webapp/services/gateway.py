@@ -293,7 +293,7 @@ def chat_completion(secret: str | None, body: Any) -> JsonReply | StreamRelay | 
         return call.failed(refused)
     prepared = _prepare(call.route, body, call.stream)
     if isinstance(prepared, Result):
-        return call.failed(_refusal(prepared))
+        return call.failed(_refusal(prepared, call.model_id))
     if call.grant.tpm is not None:
         call.prompt_estimate = _estimate_prompt(prepared)
         refused = _check_tpm(call.grant, call.prompt_estimate)
@@ -328,7 +328,7 @@ def _include_usage(body: Mapping[str, Any]) -> bool:
     return isinstance(options, Mapping) and options.get("include_usage") is True
 
 
-def _refusal(result: Result) -> ApiError:
+def _refusal(result: Result, model_id: str) -> ApiError:
     """The OpenAI error for a rule of the engine that said no."""
     message = "; ".join(result.errors)
     if result.code == codes.PROMPT_TOO_LONG:
@@ -346,7 +346,7 @@ def _refusal(result: Result) -> ApiError:
     if unsupported:
         return ApiError(400, message, "invalid_request_error", "unsupported_parameter", unsupported)
     if result.code in (codes.MODEL_DISABLED, codes.PRESET_NOT_FOUND):
-        return model_not_found(result.value.get("model_id", ""))
+        return model_not_found(model_id)
     param = "messages" if result.code == codes.EMPTY_PROMPT else None
     return invalid_request(message, param)
 
