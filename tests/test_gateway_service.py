@@ -17,7 +17,11 @@ from tests.support.gateway import app_key, chunk
 from tests.support.mock_api import mock_model, mock_provider
 from tests.support.waiting import wait_for
 from webapp.extensions import db
+from webapp.llm import results as codes
+from webapp.llm.prepare import PreparedChat, prepare_chat
 from webapp.llm.relay import LineFilter
+from webapp.llm.results import Result
+from webapp.llm.specs import ModelSpec, PresetSpec, ProviderSpec
 from webapp.models.gateway import AppKey
 from webapp.models.types import utcnow
 from webapp.services import gateway, gateway_catalog
@@ -219,3 +223,66 @@ def test_done_is_held_for_the_end_and_what_follows_it_is_read_but_not_sent() -> 
         chunk("x").rstrip("\n").encode() + b"\n\n"
     ]
     assert lines.done
+
+
+# --- the engine's API-caller inputs ------------------------------------------------------
+
+TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+
+
+def api_model() -> ModelSpec:
+    preset = PresetSpec(
+        id=1,
+        key="default",
+        name="Default",
+        llm_options_overrides={"temperature": 0.5, "tools": [TOOL]},
+        is_default=True,
+    )
+    provider = ProviderSpec(name="P", endpoint="http://127.0.0.1:9/v1")
+    return ModelSpec(
+        id=1,
+        model="m",
+        name="M",
+        provider=provider,
+        supports_streaming=True,
+        supports_tool_calling=True,
+        presets=(preset,),
+    )
+
+
+def test_request_only_options_come_from_the_request_never_from_a_preset() -> None:
+    conversation = [{"role": "user", "content": "hi"}]
+
+    prepared = prepare_chat(
+        api_model(),
+        client=None,
+        stream=True,
+        messages=conversation,
+        llm_options={"top_p": 0.9},
+        request_options={"stream_options": {"continuous_usage_stats": True}},
+    )
+
+    assert isinstance(prepared, PreparedChat)
+    assert "tools" not in prepared.request
+    assert prepared.request["messages"] == conversation
+    assert (prepared.request["temperature"], prepared.request["top_p"]) == (0.5, 0.9)
+    assert prepared.request["stream_options"] == {
+        "continuous_usage_stats": True,
+        "include_usage": True,
+    }
+
+
+def test_the_chat_pages_inputs_still_take_a_presets_tools() -> None:
+    prepared = prepare_chat(api_model(), client=None, user_text="hi")
+
+    assert isinstance(prepared, PreparedChat) and prepared.request["tools"] == [TOOL]
+
+
+def test_a_messages_list_is_checked_and_not_mixed_with_the_other_inputs() -> None:
+    mixed = prepare_chat(api_model(), client=None, messages=[], user_text="hi")
+    bad_role = prepare_chat(api_model(), client=None, messages=[{"role": "robot"}])
+    only_system = prepare_chat(api_model(), client=None, messages=[{"role": "system"}])
+
+    assert isinstance(mixed, Result) and mixed.code == codes.INVALID_INPUT
+    assert isinstance(bad_role, Result) and "messages[0].role" in bad_role.errors[0]
+    assert isinstance(only_system, Result) and only_system.code == codes.EMPTY_PROMPT
