@@ -17,6 +17,7 @@ from webapp.http_headers import init_http_headers
 from webapp.logging_filters import install_log_scrubbing
 from webapp.routing import IdConverter
 from webapp.security import init_security
+from webapp.services.gateway import init_gateway
 from webapp.services.llm_config import init_llm_settings
 from webapp.services.replies import init_replies
 from webapp.templating import register_template_filters
@@ -46,6 +47,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_http_headers(app)
     init_llm_settings(app)
     init_replies(app)
+    init_gateway(app)
     app.after_request(_vary_on_htmx)
     return app
 
@@ -59,7 +61,7 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp import mock_llm
+    from webapp import gateway, mock_llm
     from webapp.blueprints import (
         apikeys,
         auth,
@@ -84,6 +86,7 @@ def register_blueprints(app: Flask) -> None:
         apikeys.bp,
     ):
         app.register_blueprint(blueprint)
+    gateway.register(app)
     if app.config["MOCK_LLM_ENABLED"]:
         csrf.exempt(mock_llm.bp)
         app.register_blueprint(mock_llm.bp)

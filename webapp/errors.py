@@ -32,6 +32,22 @@ MESSAGES = {
 RETRY_AFTER_SECONDS = 5
 
 
+_API_ERRORS = "api_error_renderers"
+ApiErrorRenderer = Callable[[int, str, dict[str, str]], ResponseReturnValue]
+
+
+def register_api_errors(app: Flask, prefix: str, render: ApiErrorRenderer) -> None:
+    """Every error under `prefix` (no route, wrong method, a bug, the database away) is
+    answered by `render(status, message, headers)`, never by an HTML page: an API's clients
+    parse its own error format."""
+    app.extensions.setdefault(_API_ERRORS, {})[prefix] = render
+
+
+def _api_renderer() -> ApiErrorRenderer | None:
+    renderers: dict[str, ApiErrorRenderer] = current_app.extensions.get(_API_ERRORS, {})
+    return next((r for prefix, r in renderers.items() if request.path.startswith(prefix)), None)
+
+
 def _wants_json() -> bool:
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return request.is_json or best == "application/json"
@@ -46,6 +62,9 @@ def error_response(
     render: Callable[..., str] = render_template,
 ) -> ResponseReturnValue:
     headers = dict(headers or {})
+    render_api = _api_renderer()
+    if render_api is not None:
+        return render_api(status, message, headers)
     if _wants_json():
         return jsonify(error={"message": message, "status": status}), status, headers
     if request.headers.get("HX-Request") == "true":

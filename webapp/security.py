@@ -12,7 +12,8 @@ from webapp.services.users import user_for_session
 
 # Endpoints anyone may reach; everything else needs a signed-in user.
 PUBLIC_ENDPOINTS = frozenset({"auth.login", "auth.setup", "health.healthz", "static"})
-PUBLIC_BLUEPRINTS = frozenset({"mock_llm"})
+# The gateway authenticates its callers itself, by app key (webapp.services.gateway).
+PUBLIC_BLUEPRINTS = frozenset({"mock_llm", "gateway"})
 ADMIN_BLUEPRINTS = frozenset({"providers", "models", "presets", "history", "users", "apikeys"})
 
 

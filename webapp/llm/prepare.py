@@ -28,6 +28,9 @@ MESSAGE_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 CALLER_FORBIDDEN_OPTIONS = frozenset({"stream", "stream_options"})
 # Keys the service owns; silently dropped from merged options.
 SERVICE_OWNED_OPTIONS = frozenset({"model", "messages"})
+# Keys an API caller (the gateway) owns outright: taken from its request only, never from
+# the provider's defaults or a preset, because they describe that caller's own conversation.
+REQUEST_ONLY_OPTIONS = frozenset({"tools", "tool_choice", "response_format", "stream_options"})
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,19 @@ def _invalid(message: str) -> _Invalid:
     return _Invalid(Result.failure(codes.INVALID_INPUT, message))
 
 
+def _unsupported(message: str, parameter: str) -> _Invalid:
+    """A capability the model lacks; `unsupported_parameter` names the option asked for."""
+    return _Invalid(Result.failure(codes.INVALID_INPUT, message, unsupported_parameter=parameter))
+
+
 def _check_types(
-    llm_model: Any, user_text: Any, history: Any, system: Any, context: Any, llm_options: Any
+    llm_model: Any,
+    user_text: Any,
+    history: Any,
+    system: Any,
+    context: Any,
+    llm_options: Any,
+    request_options: Any,
 ) -> None:
     if not isinstance(llm_model, ModelSpec):
         raise _invalid("llm_model must be a ModelSpec")
@@ -85,9 +99,13 @@ def _check_types(
             raise _invalid(f"{name} must be a string")
     if history is not None and not isinstance(history, list | tuple):
         raise _invalid("history must be a list of messages")
-    for name, value in (("context", context), ("llm_options", llm_options)):
+    mappings = (("context", context), ("llm_options", llm_options))
+    for name, value in (*mappings, ("request_options", request_options)):
         if value is not None and not isinstance(value, Mapping):
             raise _invalid(f"{name} must be a mapping")
+    unknown = sorted(set(request_options or ()) - REQUEST_ONLY_OPTIONS)
+    if unknown:
+        raise _invalid(f"request_options may not set {', '.join(unknown)}")
 
 
 def _resolve_preset(llm_model: ModelSpec, preset: Any, preset_key: Any) -> PresetSpec | None:
@@ -128,19 +146,30 @@ class MergedOptions:
     origins: dict[str, str]
 
 
+def _without(values: Mapping[str, Any], keys: frozenset[str]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if key not in keys}
+
+
 def _merge_options(
-    llm_model: ModelSpec, preset: PresetSpec | None, llm_options: Mapping[str, Any] | None
+    llm_model: ModelSpec,
+    preset: PresetSpec | None,
+    llm_options: Mapping[str, Any] | None,
+    request_options: Mapping[str, Any] | None,
 ) -> MergedOptions:
     requested = dict(llm_options or {})
     forbidden = sorted(CALLER_FORBIDDEN_OPTIONS & requested.keys())
     if forbidden:
         raise _invalid(f"{CALL_LAYER}'s llm_options may not set {', '.join(forbidden)}")
+    # With request_options, the request-only keys come from there and nowhere else.
+    owned = REQUEST_ONLY_OPTIONS if request_options is not None else frozenset()
     layers: list[tuple[str, Mapping[str, Any]]] = [
-        (provider_layer(llm_model), llm_model.provider.llm_options_defaults)
+        (provider_layer(llm_model), _without(llm_model.provider.llm_options_defaults, owned))
     ]
     if preset is not None:
-        layers.append((preset_layer(preset), preset.llm_options_overrides))
-    layers.append((CALL_LAYER, requested))
+        layers.append((preset_layer(preset), _without(preset.llm_options_overrides, owned)))
+    layers.append((CALL_LAYER, _without(requested, owned)))
+    stream_options = frozenset({"stream_options"})
+    layers.append((CALL_LAYER, _without(request_options or {}, stream_options)))
     merged: dict[str, Any] = {}
     origins: dict[str, str] = {}
     for layer, values in layers:
@@ -151,6 +180,25 @@ def _merge_options(
         merged = deep_merge(merged, values)
     options = {k: v for k, v in merged.items() if k not in SERVICE_OWNED_OPTIONS}
     return MergedOptions(options, {k: origins[k] for k in options})
+
+
+def _checked_messages(items: Any, name: str) -> list[dict[str, Any]]:
+    """Role/content dicts as the API takes them; tool calls and tool results pass through."""
+    if not isinstance(items, list | tuple):
+        raise _invalid(f"{name} must be a list of messages")
+    checked: list[dict[str, Any]] = []
+    for index, message in enumerate(items):
+        if not isinstance(message, Mapping):
+            raise _invalid(f"{name}[{index}] must be a mapping with role and content")
+        role, content = message.get("role"), message.get("content")
+        if role not in MESSAGE_ROLES:
+            raise _invalid(
+                f"{name}[{index}].role must be one of {', '.join(sorted(MESSAGE_ROLES))}"
+            )
+        if content is not None and not isinstance(content, str | list):
+            raise _invalid(f"{name}[{index}].content must be a string or a list of parts")
+        checked.append(dict(message))
+    return checked
 
 
 def _build_messages(
@@ -164,22 +212,28 @@ def _build_messages(
         messages.append({"role": "system", "content": system})
     if language_instruction:
         messages.append({"role": "system", "content": language_instruction})
-    for index, message in enumerate(history or ()):
-        if not isinstance(message, Mapping):
-            raise _invalid(f"history[{index}] must be a mapping with role and content")
-        role, content = message.get("role"), message.get("content")
-        if role not in MESSAGE_ROLES:
-            raise _invalid(
-                f"history[{index}].role must be one of {', '.join(sorted(MESSAGE_ROLES))}"
-            )
-        if content is not None and not isinstance(content, str | list):
-            raise _invalid(f"history[{index}].content must be a string")
-        messages.append(dict(message))
+    messages += _checked_messages(history or [], "history")
     if user_text is not None and user_text.strip():
         messages.append({"role": "user", "content": user_text})
+    return _with_prompt(messages)
+
+
+def _with_prompt(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if not any(m["role"] != "system" for m in messages):
         raise _Invalid(Result.failure(codes.EMPTY_PROMPT, "there is no prompt to send"))
     return messages
+
+
+def _whole_conversation(
+    messages: Any, language_instruction: str | None, separate_inputs: tuple[Any, ...]
+) -> list[dict[str, Any]]:
+    """An API caller's own `messages` list, sent as it is (after the language instruction)."""
+    if any(value is not None for value in separate_inputs):
+        raise _invalid("messages cannot be combined with system, history or user_text")
+    instruction = [{"role": "system", "content": language_instruction}]
+    return _with_prompt(
+        (instruction if language_instruction else []) + _checked_messages(messages, "messages")
+    )
 
 
 def _set_by(origins: Mapping[str, str], key: str) -> str:
@@ -196,16 +250,18 @@ def _preflight(
     response_format = options.get("response_format")
     streaming = f"streaming (set by {CALL_LAYER})"
     if stream and not llm_model.supports_streaming:
-        raise _invalid(f"{streaming} is not supported by {name}")
+        raise _unsupported(f"{streaming} is not supported by {name}", "stream")
     if tools and not llm_model.supports_tool_calling:
-        raise _invalid(f"{_set_by(origins, 'tools')}: {name} does not support tool calling")
+        raise _unsupported(
+            f"{_set_by(origins, 'tools')}: {name} does not support tool calling", "tools"
+        )
     if response_format is not None:
         kind = response_format.get("type") if isinstance(response_format, Mapping) else None
         option = f"response_format {kind} (set by {origins.get('response_format', CALL_LAYER)})"
         if kind == "json_object" and not llm_model.supports_response_format_json_object:
-            raise _invalid(f"{option} is not supported by {name}")
+            raise _unsupported(f"{option} is not supported by {name}", "response_format")
         if kind == "json_schema" and not llm_model.supports_response_format_json_schema:
-            raise _invalid(f"{option} is not supported by {name}")
+            raise _unsupported(f"{option} is not supported by {name}", "response_format")
         if kind not in ("text", "json_object", "json_schema"):
             raise _invalid(
                 f"{_set_by(origins, 'response_format')}: its type must be text, json_object "
@@ -295,6 +351,8 @@ class _Draft:
     messages: list[dict[str, Any]]
     context: dict[str, Any]
     warning: str | None
+    # The caller's own stream_options (request_options), sent with include_usage forced on.
+    stream_options: Mapping[str, Any]
 
 
 def _draft(
@@ -303,22 +361,30 @@ def _draft(
     user_text: Any = None,
     history: Any = None,
     system: Any = None,
+    messages: Any = None,
     context: Any = None,
     preset: Any = None,
     preset_key: Any = None,
     llm_options: Any = None,
+    request_options: Any = None,
     allow_disabled: bool = False,
 ) -> _Draft:
     """Types, enabled gate, preset, option merge, messages: raises _Invalid on a rule."""
-    _check_types(llm_model, user_text, history, system, context, llm_options)
+    _check_types(llm_model, user_text, history, system, context, llm_options, request_options)
     if not llm_model.enabled and not allow_disabled:
         raise _Invalid(Result.failure(codes.MODEL_DISABLED, f"{llm_model.name} is disabled"))
     context = _string_keys(context or {})
     chosen_preset = _resolve_preset(llm_model, preset, preset_key)
-    options = _merge_options(llm_model, chosen_preset, llm_options)
+    options = _merge_options(llm_model, chosen_preset, llm_options, request_options)
     policy = language_policy(context.get("language_policy"))
-    messages = _build_messages(system, policy.instruction, history, user_text)
-    return _Draft(chosen_preset, options, messages, context, policy.warning)
+    if messages is None:
+        built = _build_messages(system, policy.instruction, history, user_text)
+    else:
+        built = _whole_conversation(messages, policy.instruction, (system, history, user_text))
+    stream_options = (request_options or {}).get("stream_options") or {}
+    if not isinstance(stream_options, Mapping):
+        raise _invalid("stream_options must be a mapping")
+    return _Draft(chosen_preset, options, built, context, policy.warning, stream_options)
 
 
 def prepare_chat(
@@ -328,7 +394,10 @@ def prepare_chat(
     object); a failure `Result` when a rule says no.
 
     `inputs`: user_text, history, system, context, preset (a PresetSpec of the model),
-    preset_key, llm_options, allow_disabled — as run_chat documents them.
+    preset_key, llm_options, allow_disabled — as run_chat documents them. An API caller (the
+    gateway) passes instead `messages`, its whole conversation, and `request_options`, the
+    keys of REQUEST_ONLY_OPTIONS its request set (which then come from there alone); its
+    other options are `llm_options`, the call layer of the merge.
     """
     try:
         draft = _draft(llm_model, **inputs)
@@ -339,7 +408,8 @@ def prepare_chat(
     request: dict[str, Any] = {"model": llm_model.model, "messages": draft.messages}
     request |= draft.options.options
     if stream:
-        request |= {"stream": True, "stream_options": {"include_usage": True}}
+        stream_options = {**draft.stream_options, "include_usage": True}
+        request |= {"stream": True, "stream_options": stream_options}
     return PreparedChat(
         llm_model=llm_model,
         preset=draft.preset,

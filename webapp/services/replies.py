@@ -8,9 +8,9 @@ and hands back a `ReplyStream` of events — text deltas, then one `ReplyEnd` wi
 message. A `ReplyRecorder` writes the outcome through its own short sessions (complete,
 error, incomplete, stopped), so the reply is saved whatever happens to the request.
 
-The provider is read on a thread of its own (`_Pump`): the response thread waits for
-events with a timeout, so while the provider is silent it sends a heartbeat (which is how a
-browser that left is noticed) and enforces the reply's time limit; a stop cancels the
+The provider is read on a thread of its own (`webapp.llm.pump.Pump`): the response thread
+waits for events with a timeout, so while the provider is silent it sends a heartbeat (which
+is how a browser that left is noticed) and enforces the reply's time limit; a stop cancels the
 provider call at once (`ChatStream.cancel`), even mid-silence. A database that is away when
 the reply ends does not cost the reader the reply: the end is shown from memory and saved
 when the database answers again (bounded retries).
@@ -19,7 +19,6 @@ when the database answers again (bounded retries).
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import Counter
@@ -35,6 +34,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 
 from webapp.extensions import db
 from webapp.llm import results as codes
+from webapp.llm.pump import Pump
 from webapp.llm.results import Result
 from webapp.llm.run import ChatStream, StreamEvent
 from webapp.models import ChatMessage, LLMModel
@@ -292,35 +292,6 @@ def _start(message: ChatMessage) -> tuple[ChatStream, ReplyRecorder]:
     return events, recorder
 
 
-class _Pump:
-    """Reads a reply's events on a thread of its own into a queue, so the response thread
-    can wait with a timeout. Only this thread iterates (and closes) the engine's stream."""
-
-    END = object()
-
-    def __init__(self, events: ChatStream) -> None:
-        self._events = events
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        threading.Thread(target=self._run, name="reply-pump", daemon=True).start()
-
-    def _run(self) -> None:
-        try:
-            for event in self._events:
-                self._queue.put(event)
-        except Exception as error:  # handed to the response thread, which records it
-            self._queue.put(error)
-        finally:
-            self._events.close()
-            self._queue.put(self.END)
-
-    def next(self, timeout: float) -> Any:
-        """The next event, an exception, END, or None when `timeout` passed first."""
-        try:
-            return self._queue.get(timeout=max(timeout, 0.0))
-        except queue.Empty:
-            return None
-
-
 class ReplyStream:
     """The events of one reply: `ReplyDelta`s and `ReplyHeartbeat`s, then one `ReplyEnd`.
 
@@ -368,7 +339,7 @@ class ReplyStream:
         self._started = True
         recorder, limits = self._recorder, self._limits
         deadline = self._clock() + limits.max_seconds
-        pump = _Pump(self._events)
+        pump = Pump(self._events)
         try:
             while True:
                 remaining = deadline - self._clock()
@@ -380,7 +351,7 @@ class ReplyStream:
                 if item is None:
                     yield ReplyHeartbeat()
                     continue
-                if item is _Pump.END:
+                if item is Pump.END:
                     ended = Result.failure(codes.LLM_REQUEST_FAILED, ENDED_EARLY_TEXT)
                     yield ReplyEnd(recorder.finish(StreamEvent("error", result=ended)))
                     return
