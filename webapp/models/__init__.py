@@ -4,6 +4,7 @@ from webapp.models.chat import ChatMessage, Conversation
 from webapp.models.history import ConfigChange, acting_as
 from webapp.models.llm import CAPABILITY_COLUMNS, LLMModel, LLMPreset, LLMProvider
 from webapp.models.types import UNREADABLE
+from webapp.models.usage import UsageRecord
 from webapp.models.users import User
 from webapp.models.validation import RESERVED_OPTION_KEYS, ValidationError
 
@@ -17,6 +18,7 @@ __all__ = [
     "LLMModel",
     "LLMPreset",
     "LLMProvider",
+    "UsageRecord",
     "User",
     "ValidationError",
     "acting_as",
