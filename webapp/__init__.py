@@ -19,6 +19,7 @@ from webapp.routing import IdConverter
 from webapp.security import init_security
 from webapp.services.llm_config import init_llm_settings
 from webapp.services.replies import init_replies
+from webapp.services.usage import init_usage
 from webapp.templating import register_template_filters
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +47,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_http_headers(app)
     init_llm_settings(app)
     init_replies(app)
+    init_usage(app)
     app.after_request(_vary_on_htmx)
     return app
 
