@@ -62,7 +62,17 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from webapp import mock_llm
-    from webapp.blueprints import auth, chat, health, history, models, presets, providers, users
+    from webapp.blueprints import (
+        auth,
+        chat,
+        health,
+        history,
+        models,
+        presets,
+        providers,
+        usage,
+        users,
+    )
 
     for blueprint in (
         auth.bp,
@@ -73,6 +83,7 @@ def register_blueprints(app: Flask) -> None:
         presets.bp,
         history.bp,
         users.bp,
+        usage.bp,
     ):
         app.register_blueprint(blueprint)
     if app.config["MOCK_LLM_ENABLED"]:

@@ -13,7 +13,7 @@ from webapp.services.users import user_for_session
 # Endpoints anyone may reach; everything else needs a signed-in user.
 PUBLIC_ENDPOINTS = frozenset({"auth.login", "auth.setup", "health.healthz", "static"})
 PUBLIC_BLUEPRINTS = frozenset({"mock_llm"})
-ADMIN_BLUEPRINTS = frozenset({"providers", "models", "presets", "history", "users"})
+ADMIN_BLUEPRINTS = frozenset({"providers", "models", "presets", "history", "users", "usage"})
 
 
 @login_manager.user_loader

@@ -582,8 +582,8 @@ def _day_of(column: Any) -> ColumnElement[Any]:
 
 
 def daily_series(filters: UsageFilters | None = None) -> list[DayPoint]:
-    """Requests and errors per UTC day, every day of the range (days without any as zeros);
-    the range is the filters' when they set one, else the first to the last day recorded."""
+    """Requests and errors per UTC day, every day of the range (days without any as zeros):
+    the filters' range (open-ended: up to today), else the first to the last day recorded."""
     filters = filters or UsageFilters()
     day = _day_of(UsageRecord.created_at)
     query = _filtered(select(day, func.count(UsageRecord.id), _errors()).group_by(day), filters)
@@ -592,11 +592,12 @@ def daily_series(filters: UsageFilters | None = None) -> list[DayPoint]:
         for day_value, requests, errors in db.session.execute(query)
     }
     first = filters.since.date() if filters.since is not None else min(counts, default=None)
-    last = (
-        (filters.until - timedelta(microseconds=1)).date()
-        if filters.until is not None
-        else max(counts, default=None)
-    )
+    if filters.until is not None:
+        last: date | None = (filters.until - timedelta(microseconds=1)).date()
+    elif filters.since is not None:
+        last = _now().date()
+    else:
+        last = max(counts, default=None)
     if first is None or last is None:
         return []
     days = (first + timedelta(days=offset) for offset in range((last - first).days + 1))
