@@ -31,6 +31,7 @@ def _wants_panel_only() -> bool:
 @bp.get("/usage")
 def index() -> ResponseReturnValue:
     query = _query()
+    usage.flush()  # this process's newest requests count too
     context = {
         "query": query,
         "key_choices": usage.key_choices(),
@@ -39,7 +40,6 @@ def index() -> ResponseReturnValue:
         "chart": None,
     }
     if query.valid:
-        usage.flush()  # this process's newest requests count too
         points = usage.daily_series(query.filters)
         context["rows"] = usage.summary(query.filters)
         context["chart"] = day_bars([(p.day, p.requests, p.errors) for p in points])

@@ -340,8 +340,11 @@ class _Writer:
 
 
 _buffers: weakref.WeakSet[UsageBuffer] = weakref.WeakSet()
-# Where events go outside an app context (a response closed after its request ended).
-_default = UsageBuffer(None, batch_size=200, max_pending=100_000)
+# Events recorded before any app was set up, for the first app to take over.
+_unbound = UsageBuffer(None, batch_size=200, max_pending=100_000)
+# Where events go outside an app context (a response closed after its request ended): the
+# newest app's buffer (there is one app per process outside tests).
+_default = _unbound
 _writer: _Writer | None = None
 _writer_lock = threading.Lock()
 
@@ -356,7 +359,7 @@ def init_usage(app: Flask) -> None:
         batch_size=int(config["USAGE_BATCH_SIZE"]),
         max_pending=int(config["USAGE_MAX_PENDING"]),
     )
-    buffer.adopt(_default)
+    buffer.adopt(_unbound)
     app.extensions["usage"] = buffer
     app.extensions["usage_flush_seconds"] = float(config["USAGE_FLUSH_SECONDS"])
     _buffers.add(buffer)
