@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from sqlalchemy.exc import OperationalError
 
 from tests.support.app import make_config
 from tests.support.database import DatabaseOutage
@@ -123,6 +124,36 @@ def test_an_event_of_a_user_deleted_before_the_write_is_kept_without_the_user(
     assert [(row.user_id, row.app_key_id) for row in stored_usage()] == [(None, None), (None, 9)]
 
 
+def test_an_outage_while_writing_one_by_one_writes_each_event_once(
+    app: Flask, member: User
+) -> None:
+    inserts: list[str] = []
+
+    def away_at_the_fourth_insert(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        # 1: the batch (refused: the user is gone), 2 and 3: the first event alone, then
+        # without its user; 4: the second event, as the database goes away.
+        if statement.lstrip().upper().startswith("INSERT INTO USAGE_RECORDS"):
+            inserts.append(statement)
+            if len(inserts) == 4:
+                raise OperationalError("(outage)", {}, ConnectionError("went away"))
+
+    record_all(
+        usage_event(source="chat", app_key_id=None, user_id=member.id),
+        usage_event(app_key_id=2),
+        usage_event(app_key_id=3),
+    )
+    _db.session.delete(member)
+    _db.session.commit()
+    _db.event.listen(_db.engine, "before_cursor_execute", away_at_the_fourth_insert)
+    try:
+        assert usage.flush() == 1
+    finally:
+        _db.event.remove(_db.engine, "before_cursor_execute", away_at_the_fourth_insert)
+    assert usage.pending_count() == 2
+    assert usage.flush() == 2
+    assert [row.app_key_id for row in stored_usage()] == [None, 2, 3]
+
+
 def test_text_a_caller_chose_is_cut_to_fit_and_made_storable(app: Flask) -> None:
     usage.record(usage_event(model_key="m\x00" + "x" * 400))
     usage.flush()
@@ -139,7 +170,9 @@ def test_take_pending_hands_over_the_events_unwritten(app: Flask) -> None:
     assert stored_usage() == []
 
 
-def test_the_writer_thread_writes_without_a_flush(app: Flask, tmp_path: Any) -> None:
+def test_the_writer_thread_writes_the_apps_that_ask_for_it_without_a_flush(
+    app: Flask, tmp_path: Any
+) -> None:
     served = create_app(
         make_config(
             app.config["SQLALCHEMY_DATABASE_URI"],
@@ -147,10 +180,12 @@ def test_the_writer_thread_writes_without_a_flush(app: Flask, tmp_path: Any) -> 
             USAGE_FLUSH_SECONDS=0.05,
         )
     )
+    usage.record(usage_event(app_key_id=1))  # the test app writes only when flushed
     with served.app_context():
         usage.record(usage_event(app_key_id=42))
     try:
         assert wait_for(lambda: [row.app_key_id for row in stored_usage()] == [42])
+        assert usage.pending_count() == 1
     finally:
         with served.app_context():
             _db.engine.dispose()

@@ -200,8 +200,11 @@ def _row(event: UsageEvent) -> dict[str, Any]:
 class UsageBuffer:
     """The events of one app waiting for its database, oldest first."""
 
-    def __init__(self, app: Flask | None, *, batch_size: int, max_pending: int) -> None:
+    def __init__(
+        self, app: Flask | None, *, batch_size: int, max_pending: int, flush_seconds: float = 0.0
+    ) -> None:
         self.batch_size = max(1, batch_size)
+        self.flush_seconds = flush_seconds
         self.max_pending = max(1, max_pending)
         self._app = app
         self._engine: Engine | None = None
@@ -244,12 +247,12 @@ class UsageBuffer:
             while batch := self._take(self.batch_size):
                 try:
                     written += self._write(batch)
-                except DBAPIError as error:
-                    self._put_back(batch)
+                except _DatabaseAway as away:
+                    written += away.written
                     if not self._failing:
                         log.warning(
                             "usage: the database did not answer (%s); %d events kept for later",
-                            error.orig,
+                            away.reason,
                             len(self._events),
                         )
                     self._failing = True
@@ -284,14 +287,30 @@ class UsageBuffer:
             )
 
     def _write(self, batch: list[UsageEvent]) -> int:
+        """Write `batch` in one INSERT; when the database is away, it waits again in the
+        buffer (what was not written of it) and `_DatabaseAway` says so."""
         engine = self._engine_or_resolve()
-        rows = [_row(event) for event in batch]
         try:
             with engine.begin() as connection:
-                connection.execute(insert(UsageRecord), rows)
+                connection.execute(insert(UsageRecord), [_row(event) for event in batch])
         except (IntegrityError, DataError):
-            return _write_one_by_one(engine, rows)
-        return len(rows)
+            return self._write_one_by_one(engine, batch)
+        except DBAPIError as error:
+            self._put_back(batch)
+            raise _DatabaseAway(0, error.orig) from error
+        return len(batch)
+
+    def _write_one_by_one(self, engine: Engine, batch: list[UsageEvent]) -> int:
+        """A batch the database refused for its content, not for being away (a user or
+        model deleted before the write): each event goes in alone."""
+        written = 0
+        for index, event in enumerate(batch):
+            try:
+                written += _insert_alone(engine, _row(event))
+            except DBAPIError as error:
+                self._put_back(batch[index:])
+                raise _DatabaseAway(written, error.orig) from error
+        return written
 
     def _engine_or_resolve(self) -> Engine:
         if self._engine is None:
@@ -301,24 +320,29 @@ class UsageBuffer:
         return self._engine
 
 
-def _write_one_by_one(engine: Engine, rows: list[dict[str, Any]]) -> int:
-    """A batch the database refused for its content, not for being away: a user or model
-    deleted before the write. Each row goes in alone, as ON DELETE SET NULL would have left
-    it; a row refused even then is logged and dropped (retrying cannot fix it)."""
-    written = 0
-    for row in rows:
-        for attempt in (row, {**row, "user_id": None, "llm_model_id": None}):
-            try:
-                with engine.begin() as connection:
-                    connection.execute(insert(UsageRecord), [attempt])
-            except (IntegrityError, DataError) as error:
-                last_error = error
-                continue
-            written += 1
-            break
-        else:
-            log.error("usage: dropped an event the database refuses: %s", last_error.orig)
-    return written
+class _DatabaseAway(Exception):
+    """The database did not answer; `written` events of the batch went in before."""
+
+    def __init__(self, written: int, reason: object) -> None:
+        super().__init__(reason)
+        self.written = written
+        self.reason = reason
+
+
+def _insert_alone(engine: Engine, row: dict[str, Any]) -> int:
+    """1 once `row` is written — as ON DELETE SET NULL would have left it, if its user or
+    model is gone —, 0 when the database refuses it even so (logged: retrying cannot help)."""
+    refused: DBAPIError | None = None
+    for attempt in (row, {**row, "user_id": None, "llm_model_id": None}):
+        try:
+            with engine.begin() as connection:
+                connection.execute(insert(UsageRecord), [attempt])
+        except (IntegrityError, DataError) as error:
+            refused = error
+            continue
+        return 1
+    log.error("usage: dropped an event the database refuses: %s", refused and refused.orig)
+    return 0
 
 
 class _Writer:
@@ -336,7 +360,8 @@ class _Writer:
         while True:
             self.wake.wait(self.interval)
             self.wake.clear()
-            _flush_buffers(list(_buffers))
+            # An app that writes only on flush() (tests) is left to its own flushes.
+            _flush_buffers(buffer for buffer in _live_buffers() if buffer.flush_seconds > 0)
 
 
 _buffers: weakref.WeakSet[UsageBuffer] = weakref.WeakSet()
@@ -347,6 +372,7 @@ _unbound = UsageBuffer(None, batch_size=200, max_pending=100_000)
 _default = _unbound
 _writer: _Writer | None = None
 _writer_lock = threading.Lock()
+_registry_lock = threading.Lock()
 
 
 def init_usage(app: Flask) -> None:
@@ -358,11 +384,12 @@ def init_usage(app: Flask) -> None:
         app,
         batch_size=int(config["USAGE_BATCH_SIZE"]),
         max_pending=int(config["USAGE_MAX_PENDING"]),
+        flush_seconds=float(config["USAGE_FLUSH_SECONDS"]),
     )
     buffer.adopt(_unbound)
     app.extensions["usage"] = buffer
-    app.extensions["usage_flush_seconds"] = float(config["USAGE_FLUSH_SECONDS"])
-    _buffers.add(buffer)
+    with _registry_lock:
+        _buffers.add(buffer)
     _default = buffer
 
 
@@ -372,10 +399,9 @@ def _current_buffer() -> UsageBuffer:
     return _default
 
 
-def _flush_seconds() -> float:
-    if has_app_context():
-        return float(current_app.extensions.get("usage_flush_seconds", 0.0))
-    return 0.0
+def _live_buffers() -> list[UsageBuffer]:
+    with _registry_lock:
+        return list(_buffers)
 
 
 def record(event: UsageEvent) -> None:
@@ -389,7 +415,7 @@ def record(event: UsageEvent) -> None:
 def _start_writer() -> _Writer | None:
     """The writer thread, started now unless the app writes only on `flush()` (tests)."""
     global _writer
-    interval = _flush_seconds()
+    interval = _current_buffer().flush_seconds
     if interval <= 0:
         return None
     with _writer_lock:
@@ -419,7 +445,7 @@ def flush() -> int:
 
 def flush_all() -> int:
     """Write every app's pending events (at exit)."""
-    return _flush_buffers(list(_buffers))
+    return _flush_buffers(_live_buffers())
 
 
 def _flush_buffers(buffers: Iterable[UsageBuffer]) -> int:
@@ -628,7 +654,8 @@ def export_rows(filters: UsageFilters | None = None) -> Iterator[list[Any]]:
     """Every record in the filters, oldest first, as CSV cells (EXPORT_HEADERS); read in
     chunks, so a long export never holds every row at once."""
     query = _filtered(
-        _joined(select(UsageRecord, *_WHO[3:], *_MODEL[2:])), filters or UsageFilters()
+        _joined(select(UsageRecord, User.email, LLMModel.key, LLMModel.name)),
+        filters or UsageFilters(),
     ).order_by(UsageRecord.created_at, UsageRecord.id)
     for record, email, key, name in db.session.execute(query.execution_options(yield_per=500)):
         yield [
