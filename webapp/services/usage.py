@@ -360,8 +360,7 @@ class _Writer:
         while True:
             self.wake.wait(self.interval)
             self.wake.clear()
-            # An app that writes only on flush() (tests) is left to its own flushes.
-            _flush_buffers(buffer for buffer in _live_buffers() if buffer.flush_seconds > 0)
+            _flush_background_buffers()
 
 
 _buffers: weakref.WeakSet[UsageBuffer] = weakref.WeakSet()
@@ -421,7 +420,7 @@ def _start_writer() -> _Writer | None:
     with _writer_lock:
         if _writer is None or _writer.pid != os.getpid():
             _writer = _Writer(interval)
-            atexit.register(flush_all)
+            atexit.register(_flush_background_buffers)
     return _writer
 
 
@@ -444,8 +443,14 @@ def flush() -> int:
 
 
 def flush_all() -> int:
-    """Write every app's pending events (at exit)."""
+    """Write every app's pending events."""
     return _flush_buffers(_live_buffers())
+
+
+def _flush_background_buffers() -> int:
+    # The writer's work (and the last of it at exit). An app that writes only on flush()
+    # (tests) is left to its own flushes.
+    return _flush_buffers(buffer for buffer in _live_buffers() if buffer.flush_seconds > 0)
 
 
 def _flush_buffers(buffers: Iterable[UsageBuffer]) -> int:
