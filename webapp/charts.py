@@ -34,6 +34,7 @@ class DayBar:
 class Tick:
     position: float
     label: str
+    anchor: str = "middle"  # SVG text-anchor: the outer day labels stay inside the chart
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,12 @@ def day_bars(points: Sequence[tuple[date, int, int]]) -> BarChart:
     y_ticks = [
         Tick(round(baseline - height(value), 2), str(value)) for value in sorted({0, top // 2, top})
     ]
-    shown = {0, len(bars) // 2, len(bars) - 1} if bars else set()
-    x_ticks = [
-        Tick(round(bar.x + bar.width / 2, 2), f"{bar.day:%b %d}")
-        for index, bar in enumerate(bars)
-        if index in shown
-    ]
+    x_ticks: list[Tick] = []
+    if bars:
+        first, middle, last = bars[0], bars[len(bars) // 2], bars[-1]
+        x_ticks.append(Tick(first.x, f"{first.day:%b %d}", "start"))
+        if len(bars) > 2:
+            x_ticks.append(Tick(round(middle.x + middle.width / 2, 2), f"{middle.day:%b %d}"))
+        if len(bars) > 1:
+            x_ticks.append(Tick(round(last.x + last.width, 2), f"{last.day:%b %d}", "end"))
     return BarChart(WIDTH, HEIGHT, LEFT, baseline, bars, y_ticks, x_ticks)
