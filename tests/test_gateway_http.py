@@ -29,11 +29,6 @@ from webapp.services.app_keys import find_key, revoke_key
 PROVIDER_KEY = "sk-provider-SECRET-0123456789"
 
 
-@pytest.fixture(autouse=True)
-def _no_usage_left() -> None:
-    usage.take_pending()
-
-
 @pytest.fixture
 def mock(live_server: LiveServer) -> LLMModel:
     """The mock model behind key "mock", with a default preset and a "hot" one."""
@@ -190,7 +185,7 @@ def test_the_request_is_asked_for_usage_upstream_and_usage_is_recorded(
         )
 
     assert upstream.bodies[0]["stream_options"] == {"include_usage": True}
-    streamed, refused = _recorded(2)
+    streamed, refused = _recorded(live_server, 2)
     assert (streamed.status, streamed.stream, streamed.app_key_id) == (200, True, key_id)
     assert (streamed.prompt_tokens, streamed.completion_tokens, streamed.estimated) == (7, 2, False)
     assert streamed.model_key == "stub" and streamed.ttft_ms is not None
@@ -201,9 +196,11 @@ def test_the_request_is_asked_for_usage_upstream_and_usage_is_recorded(
     )
 
 
-def _recorded(count: int) -> list[usage.UsageEvent]:
+def _recorded(live_server: LiveServer, count: int) -> list[usage.UsageEvent]:
+    """The usage events the served app recorded, once there are `count` of them."""
+    buffer = live_server.app.extensions["usage"]
     events: list[usage.UsageEvent] = []
-    wait_for(lambda: events.extend(usage.take_pending()) or len(events) >= count)
+    wait_for(lambda: events.extend(buffer.take_all()) or len(events) >= count)
     return events
 
 
@@ -217,7 +214,7 @@ def test_usage_is_estimated_when_the_provider_sends_none(live_server: LiveServer
                 model="stub", messages=user_says("hi"), stream=True
             )
         )
-        (event,) = _recorded(1)
+        (event,) = _recorded(live_server, 1)
     finally:
         server.stop()
     assert event.estimated is True
@@ -424,7 +421,7 @@ def test_a_client_that_leaves_closes_the_upstream_within_two_seconds(
 
         assert wait_for(lambda: upstream.open == 0, timeout=10)
         assert time.monotonic() - left_at < 2.0
-        (event,) = _recorded(1)
+        (event,) = _recorded(live_server, 1)
         assert (event.status, event.error_code) == (499, "client_closed")
     finally:
         upstream.stop()

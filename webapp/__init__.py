@@ -20,6 +20,7 @@ from webapp.security import init_security
 from webapp.services.gateway import init_gateway
 from webapp.services.llm_config import init_llm_settings
 from webapp.services.replies import init_replies
+from webapp.services.usage import init_usage
 from webapp.templating import register_template_filters
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +49,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_llm_settings(app)
     init_replies(app)
     init_gateway(app)
+    init_usage(app)
     app.after_request(_vary_on_htmx)
     return app
 
@@ -71,6 +73,7 @@ def register_blueprints(app: Flask) -> None:
         models,
         presets,
         providers,
+        usage,
         users,
     )
 
@@ -84,6 +87,7 @@ def register_blueprints(app: Flask) -> None:
         history.bp,
         users.bp,
         apikeys.bp,
+        usage.bp,
     ):
         app.register_blueprint(blueprint)
     gateway.register(app)

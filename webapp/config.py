@@ -83,6 +83,8 @@ def from_environment() -> dict[str, Any]:
     for name in ("LLM_REQUEST_TIMEOUT", "LLM_CONNECT_TIMEOUT"):
         if os.environ.get(name, "").strip():
             settings[name] = _env_float(name, 0.0)
+    if os.environ.get("MODELDESK_USAGE_FLUSH_SECONDS", "").strip():
+        settings["USAGE_FLUSH_SECONDS"] = _env_float("MODELDESK_USAGE_FLUSH_SECONDS", 1.0)
     if "MOCK_LLM_STREAM_DELAY" in os.environ:
         settings["MOCK_LLM_STREAM_DELAY"] = _env_float("MOCK_LLM_STREAM_DELAY", 0.02)
     return settings
@@ -116,6 +118,11 @@ def defaults(env: str, instance_path: str) -> dict[str, Any]:
         # While a provider is silent, an SSE comment this often notices a browser that left.
         "REPLY_HEARTBEAT_SECONDS": 1.0,
         "DB_POOL_SIZE": 10,
+        # Usage records are written in batches this often (0: only on flush(), as the tests
+        # do, so no test's events land in the next one's database).
+        "USAGE_FLUSH_SECONDS": 0.0 if env == "test" else 1.0,
+        "USAGE_BATCH_SIZE": 200,
+        "USAGE_MAX_PENDING": 100_000,
         # werkzeug's default; the test configuration picks a cheap one.
         "PASSWORD_HASH_METHOD": "scrypt",
     }

@@ -14,7 +14,9 @@ from webapp.services.users import user_for_session
 PUBLIC_ENDPOINTS = frozenset({"auth.login", "auth.setup", "health.healthz", "static"})
 # The gateway authenticates its callers itself, by app key (webapp.services.gateway).
 PUBLIC_BLUEPRINTS = frozenset({"mock_llm", "gateway"})
-ADMIN_BLUEPRINTS = frozenset({"providers", "models", "presets", "history", "users", "apikeys"})
+ADMIN_BLUEPRINTS = frozenset(
+    {"providers", "models", "presets", "history", "users", "apikeys", "usage"}
+)
 
 
 @login_manager.user_loader

@@ -10,6 +10,7 @@ from webapp.cli.config import config_group
 from webapp.cli.models import models_group
 from webapp.cli.providers import providers_group
 from webapp.cli.setup import keys_group, seed_command, up_command
+from webapp.cli.usage import usage_group
 from webapp.cli.users import users_group
 
 
@@ -24,6 +25,7 @@ def register(app: Flask) -> None:
         users_group,
         apikeys_group,
         config_group,
+        usage_group,
     )
     for command in commands:
         app.cli.add_command(command)

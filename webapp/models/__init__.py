@@ -5,6 +5,7 @@ from webapp.models.gateway import AppKey
 from webapp.models.history import ConfigChange, acting_as
 from webapp.models.llm import CAPABILITY_COLUMNS, LLMModel, LLMPreset, LLMProvider
 from webapp.models.types import UNREADABLE
+from webapp.models.usage import UsageRecord
 from webapp.models.users import User
 from webapp.models.validation import RESERVED_OPTION_KEYS, ValidationError
 
@@ -19,6 +20,7 @@ __all__ = [
     "LLMModel",
     "LLMPreset",
     "LLMProvider",
+    "UsageRecord",
     "User",
     "ValidationError",
     "acting_as",

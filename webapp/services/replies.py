@@ -40,6 +40,7 @@ from webapp.llm.run import ChatStream, StreamEvent
 from webapp.models import ChatMessage, LLMModel
 from webapp.models.types import utcnow
 from webapp.models.validation import storable
+from webapp.services import usage
 from webapp.services.chat import chat_events
 from webapp.services.conversations import turns_before
 
@@ -238,7 +239,7 @@ def open_reply(message: ChatMessage, user_id: int) -> ReplyStream | EndedReply |
         if not claim(message.id):
             release()
             return None
-        events, recorder = _start(message)
+        events, recorder = _start(message, user_id)
     except BaseException:
         release()
         raise
@@ -252,10 +253,14 @@ def _refused(message: ChatMessage, reason: str) -> EndedReply | None:
     return EndedReply(message)
 
 
-def _start(message: ChatMessage) -> tuple[ChatStream, ReplyRecorder]:
+def _start(message: ChatMessage, user_id: int) -> tuple[ChatStream, ReplyRecorder]:
     """Read what the reply needs (model, provider, presets, history) and start the call."""
     recorder = ReplyRecorder(
-        db.engine, message.id, model_name=message.model_name, preset_name=message.preset_name
+        db.engine,
+        message.id,
+        model_name=message.model_name,
+        preset_name=message.preset_name,
+        call=usage.ChatCall(user_id=user_id),
     )
     llm_model = (
         db.session.get(
@@ -278,15 +283,26 @@ def _start(message: ChatMessage) -> tuple[ChatStream, ReplyRecorder]:
         return ChatStream.failed(failure), recorder
     preset = next((p for p in llm_model.llm_presets if p.id == message.llm_preset_id), None)
     turns, question = turns_before(message.conversation_id, message.id)
+    system = (message.details or {}).get("system_prompt")
     events = chat_events(
-        llm_model,
-        user_text=question or "",
-        history=turns,
-        system=(message.details or {}).get("system_prompt"),
-        preset=preset,
+        llm_model, user_text=question or "", history=turns, system=system, preset=preset
     )
     recorder.model_name = llm_model.name
     recorder.preset_name = preset.name if preset else message.preset_name
+    recorder.call = usage.ChatCall(
+        user_id=user_id,
+        llm_model_id=llm_model.id,
+        model_key=llm_model.key,
+        preset_key=preset.key if preset else None,
+        stream=llm_model.supports_streaming,
+        model_hint=llm_model.model,
+        message_overhead_tokens=llm_model.effective_message_overhead_tokens,
+        prompt=(
+            *([{"role": "system", "content": system}] if system else []),
+            *turns,
+            {"role": "user", "content": question or ""},
+        ),
+    )
     # Everything is read; give the connection back while the reply streams.
     db.session.close()
     return events, recorder
@@ -420,6 +436,7 @@ class ReplyRecorder:
         *,
         model_name: str | None,
         preset_name: str | None,
+        call: usage.ChatCall = usage.UNKNOWN_CHAT_CALL,
         checkpoint_seconds: float = CHECKPOINT_SECONDS,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
@@ -427,6 +444,7 @@ class ReplyRecorder:
         self.message_id = message_id
         self.model_name = model_name
         self.preset_name = preset_name
+        self.call = call
         self.pieces: list[str] = []
         self.length = 0
         self.saved: ChatMessage | None = None
@@ -553,6 +571,17 @@ class ReplyRecorder:
             message = outcome.unsaved(self.message_id)
             _retry_in_background(outcome, self.engine, self.message_id)
         self.saved = message
+        # Buffered: the usage writer's thread does the INSERT, batched with others.
+        usage.record(
+            self.call.event(
+                message_status=status,
+                error_code=values.get("error_code"),
+                usage=values.get("usage"),
+                reply=outcome.content,
+                ttft_ms=values.get("ttft_ms"),
+                total_ms=values["total_ms"],
+            )
+        )
         return message
 
 

@@ -1,10 +1,41 @@
-"""Usage: one record per request served — a gateway call (an app key) or a chat reply (a user)."""
+"""Usage: one record per request served — a gateway call (an app key) or a chat reply (a user).
+
+Recording never touches the database: `record()` appends to the current app's buffer and a
+writer thread (one per process) writes the buffer in batches, one multi-row INSERT each,
+every `USAGE_FLUSH_SECONDS` or as soon as `USAGE_BATCH_SIZE` events wait. When the database
+does not answer, the events stay in the buffer and go in when it answers again; past
+`USAGE_MAX_PENDING` the oldest are dropped (and the count logged) so an outage cannot eat the
+process's memory. `flush()` writes everything now (tests, the CLI, shutdown).
+
+Reading (`summary`, `daily_series`, `export_rows`) groups per key or user and per model.
+"""
 
 from __future__ import annotations
 
+import atexit
+import csv
+import io
+import logging
+import os
 import threading
+import weakref
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from flask import Flask, current_app, has_app_context
+from sqlalchemy import ColumnElement, Engine, Select, case, func, insert, select
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+
+from webapp.extensions import db
+from webapp.llm import results as codes
+from webapp.llm.budget import default_estimator, estimate_prompt_tokens
+from webapp.models import AppKey, LLMModel, UsageRecord, User
+from webapp.models.validation import storable
+
+log = logging.getLogger(__name__)
 
 GATEWAY = "gateway"
 CHAT = "chat"
@@ -41,19 +72,673 @@ class UsageEvent:
     created_at: datetime = field(default_factory=_now)
 
 
-_pending: list[UsageEvent] = []
-_pending_lock = threading.Lock()
+# --- chat replies --------------------------------------------------------------------------
+
+# The HTTP status a chat reply's outcome stands for, so chat and gateway rows count alike.
+CHAT_STATUS_BY_CODE = {
+    codes.EMPTY_PROMPT: 400,
+    codes.INVALID_INPUT: 400,
+    codes.PROMPT_TOO_LONG: 400,
+    codes.MODEL_DISABLED: 404,
+    codes.MODEL_NOT_FOUND: 404,
+    codes.PRESET_NOT_FOUND: 404,
+    codes.REPLY_LIMIT: 413,
+    codes.INTERNAL_ERROR: 500,
+    codes.LLM_REQUEST_FAILED: 502,
+    codes.BUSY: 503,
+}
+# The reader stopped the reply (nginx's "client closed request"; the gateway's disconnects).
+STOPPED_STATUS = 499
+# Outcomes decided before anything reached the provider: they cost no tokens.
+NOTHING_SENT_CODES = frozenset(
+    {
+        codes.EMPTY_PROMPT,
+        codes.INVALID_INPUT,
+        codes.PROMPT_TOO_LONG,
+        codes.MODEL_DISABLED,
+        codes.MODEL_NOT_FOUND,
+        codes.PRESET_NOT_FOUND,
+        codes.BUSY,
+    }
+)
+
+
+def chat_status(message_status: str, error_code: str | None) -> int:
+    """200 for a completed reply, 499 for a stopped one, else the status of its code."""
+    if message_status == "complete":
+        return 200
+    if message_status == "stopped":
+        return STOPPED_STATUS
+    return CHAT_STATUS_BY_CODE.get(error_code or "", 500)
+
+
+@dataclass(frozen=True)
+class ChatCall:
+    """What a chat reply's usage record needs beyond its outcome: who asked, which model and
+    preset, and the prompt (to estimate its tokens when the provider reports none)."""
+
+    user_id: int | None
+    llm_model_id: int | None = None
+    model_key: str | None = None
+    preset_key: str | None = None
+    stream: bool = True
+    model_hint: str | None = None
+    message_overhead_tokens: int = 0
+    prompt: tuple[dict[str, str], ...] = ()
+
+    def event(
+        self,
+        *,
+        message_status: str,
+        error_code: str | None,
+        usage: dict[str, Any] | None,
+        reply: str,
+        ttft_ms: float | None,
+        total_ms: float,
+    ) -> UsageEvent:
+        """The usage event of the reply that ended so."""
+        prompt_tokens, completion_tokens, estimated = self._tokens(error_code, usage, reply)
+        return UsageEvent(
+            source=CHAT,
+            status=chat_status(message_status, error_code),
+            total_ms=total_ms,
+            stream=self.stream,
+            model_key=self.model_key,
+            llm_model_id=self.llm_model_id,
+            preset_key=self.preset_key,
+            user_id=self.user_id,
+            error_code=error_code,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            estimated=estimated,
+            ttft_ms=ttft_ms,
+        )
+
+    def _tokens(
+        self, error_code: str | None, usage: dict[str, Any] | None, reply: str
+    ) -> tuple[int, int, bool]:
+        if error_code in NOTHING_SENT_CODES:
+            return 0, 0, False
+        usage = usage or {}
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if isinstance(prompt, int) and isinstance(completion, int):
+            return prompt, completion, False
+        # A stopped or failed reply, or a provider that reports no usage: count it here.
+        if not isinstance(prompt, int):
+            prompt = estimate_prompt_tokens(
+                self.prompt,
+                message_overhead_tokens=self.message_overhead_tokens,
+                model_hint=self.model_hint,
+            )
+        if not isinstance(completion, int):
+            completion = default_estimator().estimate(reply, self.model_hint)
+        return prompt, completion, True
+
+
+# A reply recorded with nothing known about its call (built outside `open_reply`).
+UNKNOWN_CHAT_CALL = ChatCall(user_id=None)
+
+
+# --- recording -----------------------------------------------------------------------------
+
+_COLUMNS = tuple(column.name for column in UsageRecord.__table__.columns if column.name != "id")
+# Text a caller chose (the gateway's model name) is cut to fit its column on every database.
+_TEXT_LIMITS = {
+    name: UsageRecord.__table__.columns[name].type.length
+    for name in ("model_key", "preset_key", "error_code")
+}
+
+
+def _row(event: UsageEvent) -> dict[str, Any]:
+    row = {name: getattr(event, name) for name in _COLUMNS}
+    for name, limit in _TEXT_LIMITS.items():
+        if row[name] is not None:
+            row[name] = storable(row[name])[:limit]
+    return row
+
+
+class UsageBuffer:
+    """The events of one app waiting for its database, oldest first."""
+
+    def __init__(
+        self, app: Flask | None, *, batch_size: int, max_pending: int, flush_seconds: float = 0.0
+    ) -> None:
+        self.batch_size = max(1, batch_size)
+        self.flush_seconds = flush_seconds
+        self.max_pending = max(1, max_pending)
+        self._app = app
+        self._engine: Engine | None = None
+        self._events: deque[UsageEvent] = deque()
+        self._lock = threading.Lock()
+        # One writer at a time, so flush() returns only once a batch in flight is written.
+        self._writing = threading.Lock()
+        self._dropped = 0
+        self._failing = False
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def add(self, event: UsageEvent) -> bool:
+        """Keep `event`; True when a whole batch is waiting."""
+        with self._lock:
+            self._events.append(event)
+            self._trim()
+            return len(self._events) >= self.batch_size
+
+    def take_all(self) -> list[UsageEvent]:
+        with self._lock:
+            events = list(self._events)
+            self._events.clear()
+        return events
+
+    def adopt(self, other: UsageBuffer) -> None:
+        """Take over the events `other` holds (recorded before any app was set up)."""
+        for event in other.take_all():
+            self.add(event)
+
+    def flush(self) -> int:
+        """Write every pending event; returns how many were written. When the database does
+        not answer, the events are kept for the next flush and the error is logged once."""
+        if self._app is None:
+            return 0
+        written = 0
+        with self._writing:
+            self._report_dropped()
+            while batch := self._take(self.batch_size):
+                try:
+                    written += self._write(batch)
+                except _DatabaseAway as away:
+                    written += away.written
+                    if not self._failing:
+                        log.warning(
+                            "usage: the database did not answer (%s); %d events kept for later",
+                            away.reason,
+                            len(self._events),
+                        )
+                    self._failing = True
+                    return written
+        if self._failing and written:
+            log.info("usage: the database answers again; %d events written", written)
+        self._failing = False
+        return written
+
+    def _take(self, count: int) -> list[UsageEvent]:
+        with self._lock:
+            return [self._events.popleft() for _ in range(min(count, len(self._events)))]
+
+    def _put_back(self, batch: list[UsageEvent]) -> None:
+        with self._lock:
+            self._events.extendleft(reversed(batch))
+            self._trim()
+
+    def _trim(self) -> None:
+        while len(self._events) > self.max_pending:
+            self._events.popleft()
+            self._dropped += 1
+
+    def _report_dropped(self) -> None:
+        with self._lock:
+            dropped, self._dropped = self._dropped, 0
+        if dropped:
+            log.warning(
+                "usage: dropped the %d oldest events (more than %d were waiting for the database)",
+                dropped,
+                self.max_pending,
+            )
+
+    def _write(self, batch: list[UsageEvent]) -> int:
+        """Write `batch` in one INSERT; when the database is away, it waits again in the
+        buffer (what was not written of it) and `_DatabaseAway` says so."""
+        engine = self._engine_or_resolve()
+        try:
+            with engine.begin() as connection:
+                connection.execute(insert(UsageRecord), [_row(event) for event in batch])
+        except (IntegrityError, DataError):
+            return self._write_one_by_one(engine, batch)
+        except DBAPIError as error:
+            self._put_back(batch)
+            raise _DatabaseAway(0, error.orig) from error
+        return len(batch)
+
+    def _write_one_by_one(self, engine: Engine, batch: list[UsageEvent]) -> int:
+        """A batch the database refused for its content, not for being away (a user or
+        model deleted before the write): each event goes in alone."""
+        written = 0
+        for index, event in enumerate(batch):
+            try:
+                written += _insert_alone(engine, _row(event))
+            except DBAPIError as error:
+                self._put_back(batch[index:])
+                raise _DatabaseAway(written, error.orig) from error
+        return written
+
+    def _engine_or_resolve(self) -> Engine:
+        if self._engine is None:
+            assert self._app is not None
+            with self._app.app_context():
+                self._engine = db.engine
+        return self._engine
+
+
+class _DatabaseAway(Exception):
+    """The database did not answer; `written` events of the batch went in before."""
+
+    def __init__(self, written: int, reason: object) -> None:
+        super().__init__(reason)
+        self.written = written
+        self.reason = reason
+
+
+def _insert_alone(engine: Engine, row: dict[str, Any]) -> int:
+    """1 once `row` is written — as ON DELETE SET NULL would have left it, if its user or
+    model is gone —, 0 when the database refuses it even so (logged: retrying cannot help)."""
+    refused: DBAPIError | None = None
+    for attempt in (row, {**row, "user_id": None, "llm_model_id": None}):
+        try:
+            with engine.begin() as connection:
+                connection.execute(insert(UsageRecord), [attempt])
+        except (IntegrityError, DataError) as error:
+            refused = error
+            continue
+        return 1
+    log.error("usage: dropped an event the database refuses: %s", refused and refused.orig)
+    return 0
+
+
+class _Writer:
+    """The process's writer thread: flushes every live buffer each interval, or sooner when a
+    batch is waiting. Started on the first event, so a server that forks after loading the app
+    starts its own in each worker."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.wake = threading.Event()
+        self.pid = os.getpid()
+        threading.Thread(target=self._run, name="usage-writer", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            self.wake.wait(self.interval)
+            self.wake.clear()
+            _flush_background_buffers()
+
+
+_buffers: weakref.WeakSet[UsageBuffer] = weakref.WeakSet()
+# Events recorded before any app was set up, for the first app to take over.
+_unbound = UsageBuffer(None, batch_size=200, max_pending=100_000)
+# Where events go outside an app context (a response closed after its request ended): the
+# newest app's buffer (there is one app per process outside tests).
+_default = _unbound
+_writer: _Writer | None = None
+_writer_lock = threading.Lock()
+_registry_lock = threading.Lock()
+
+
+def init_usage(app: Flask) -> None:
+    """Give `app` its usage buffer; it becomes the buffer for events recorded outside any app
+    context (one app per process outside tests)."""
+    global _default
+    config = app.config
+    buffer = UsageBuffer(
+        app,
+        batch_size=int(config["USAGE_BATCH_SIZE"]),
+        max_pending=int(config["USAGE_MAX_PENDING"]),
+        flush_seconds=float(config["USAGE_FLUSH_SECONDS"]),
+    )
+    buffer.adopt(_unbound)
+    app.extensions["usage"] = buffer
+    with _registry_lock:
+        _buffers.add(buffer)
+    _default = buffer
+
+
+def _current_buffer() -> UsageBuffer:
+    if has_app_context():
+        return current_app.extensions.get("usage", _default)
+    return _default
+
+
+def _live_buffers() -> list[UsageBuffer]:
+    with _registry_lock:
+        return list(_buffers)
 
 
 def record(event: UsageEvent) -> None:
     """Keep `event` for the usage tables; never blocks on the database (the hot path calls it)."""
-    with _pending_lock:
-        _pending.append(event)
+    batch_waiting = _current_buffer().add(event)
+    writer = _writer if _writer is not None and _writer.pid == os.getpid() else _start_writer()
+    if writer is not None and batch_waiting:
+        writer.wake.set()
 
 
-def take_pending() -> list[UsageEvent]:
-    """The events recorded since the last call, oldest first."""
-    with _pending_lock:
-        events = list(_pending)
-        _pending.clear()
-    return events
+def _start_writer() -> _Writer | None:
+    """The writer thread, started now unless the app writes only on `flush()` (tests)."""
+    global _writer
+    interval = _current_buffer().flush_seconds
+    if interval <= 0:
+        return None
+    with _writer_lock:
+        if _writer is None or _writer.pid != os.getpid():
+            _writer = _Writer(interval)
+            atexit.register(_flush_background_buffers)
+    return _writer
+
+
+def pending_count() -> int:
+    """How many events wait for the database."""
+    return len(_current_buffer())
+
+
+def flush() -> int:
+    """Write the current app's pending events now (every app's outside an app context);
+    returns how many were written."""
+    if has_app_context():
+        return _current_buffer().flush()
+    return flush_all()
+
+
+def flush_all() -> int:
+    """Write every app's pending events."""
+    return _flush_buffers(_live_buffers())
+
+
+def _flush_background_buffers() -> int:
+    # The writer's work (and the last of it at exit). An app that writes only on flush()
+    # (tests) is left to its own flushes.
+    return _flush_buffers(buffer for buffer in _live_buffers() if buffer.flush_seconds > 0)
+
+
+def _flush_buffers(buffers: Iterable[UsageBuffer]) -> int:
+    written = 0
+    for buffer in buffers:
+        try:
+            written += buffer.flush()
+        except Exception:  # the writer thread must survive anything one flush does
+            log.exception("usage: flushing failed")
+    return written
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UsageFilters:
+    """Which records to read: a time range (since inclusive, until exclusive), one app key or
+    one user, one model."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    app_key_id: int | None = None
+    user_id: int | None = None
+    llm_model_id: int | None = None
+
+    @classmethod
+    def last_days(cls, days: float | None) -> UsageFilters:
+        return cls(since=_now() - timedelta(days=days) if days is not None else None)
+
+    @classmethod
+    def for_days(cls, first: date, last: date, **others: int | None) -> UsageFilters:
+        """Whole UTC days, `first` to `last` included."""
+        return cls(since=_day_start(first), until=_day_start(last + timedelta(days=1)), **others)
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def _filtered(query: Select[Any], filters: UsageFilters) -> Select[Any]:
+    conditions: list[ColumnElement[bool]] = []
+    if filters.since is not None:
+        conditions.append(UsageRecord.created_at >= filters.since)
+    if filters.until is not None:
+        conditions.append(UsageRecord.created_at < filters.until)
+    if filters.app_key_id is not None:
+        conditions.append(UsageRecord.app_key_id == filters.app_key_id)
+    if filters.user_id is not None:
+        conditions.append(UsageRecord.user_id == filters.user_id)
+    if filters.llm_model_id is not None:
+        conditions.append(UsageRecord.llm_model_id == filters.llm_model_id)
+    return query.where(*conditions)
+
+
+# Who made a request and which model answered, as columns to select and group by.
+_WHO = (UsageRecord.source, UsageRecord.app_key_id, UsageRecord.user_id, User.email, AppKey.name)
+_MODEL = (UsageRecord.llm_model_id, UsageRecord.model_key, LLMModel.key, LLMModel.name)
+
+
+def _joined(query: Select[Any]) -> Select[Any]:
+    return (
+        query.outerjoin(User, User.id == UsageRecord.user_id)
+        .outerjoin(AppKey, AppKey.id == UsageRecord.app_key_id)
+        .outerjoin(LLMModel, LLMModel.id == UsageRecord.llm_model_id)
+    )
+
+
+def who_label(
+    source: str,
+    app_key_id: int | None,
+    user_id: int | None,
+    email: str | None,
+    key_name: str | None,
+) -> str:
+    """The app key's name for a gateway call, the user's email for a chat reply."""
+    if app_key_id is not None:
+        return key_name or f"key #{app_key_id}"
+    if email is not None:
+        return email
+    if source == CHAT:
+        return f"user #{user_id}" if user_id is not None else "deleted user"
+    return "unknown key"
+
+
+def model_label(
+    llm_model_id: int | None, model_key: str | None, key: str | None, name: str | None
+) -> str:
+    """What was asked for; else the model's key or name; else that it is gone."""
+    label = model_key or key or name
+    if label:
+        return label
+    return f"model #{llm_model_id}" if llm_model_id is not None else "deleted model"
+
+
+def _errors() -> ColumnElement[int]:
+    return func.sum(case((UsageRecord.status >= 400, 1), else_=0))
+
+
+def _tokens(column: Any) -> ColumnElement[int]:
+    return func.coalesce(func.sum(column), 0)
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """Requests, errors (status ≥ 400) and tokens of one key or user with one model."""
+
+    key: str
+    model: str
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: int  # requests whose tokens were estimated here
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "model": self.model,
+            "requests": self.requests,
+            "errors": self.errors,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+        }
+
+
+def summary(filters: UsageFilters | None = None) -> list[SummaryRow]:
+    """Per key (or user) and model: requests, errors, prompt and completion tokens; the
+    busiest first."""
+    requests = func.count(UsageRecord.id)
+    query = _joined(
+        select(
+            *_WHO,
+            *_MODEL,
+            requests,
+            _errors(),
+            _tokens(UsageRecord.prompt_tokens),
+            _tokens(UsageRecord.completion_tokens),
+            func.sum(case((UsageRecord.estimated, 1), else_=0)),
+        )
+    ).group_by(*_WHO, *_MODEL)
+    rows = db.session.execute(_filtered(query, filters or UsageFilters())).all()
+    summaries = [
+        SummaryRow(
+            key=who_label(*row[0:5]),
+            model=model_label(*row[5:9]),
+            requests=row[9],
+            errors=int(row[10] or 0),
+            prompt_tokens=int(row[11]),
+            completion_tokens=int(row[12]),
+            estimated=int(row[13] or 0),
+        )
+        for row in rows
+    ]
+    return sorted(summaries, key=lambda s: (-s.requests, s.key, s.model))
+
+
+@dataclass(frozen=True)
+class DayPoint:
+    day: date
+    requests: int
+    errors: int
+
+
+def _day_of(column: Any) -> ColumnElement[Any]:
+    """The UTC calendar day of a timestamp, in the database's own terms."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return func.date(func.timezone("UTC", column))
+    return func.date(column)  # SQLite keeps UTC timestamps as ISO text
+
+
+def daily_series(filters: UsageFilters | None = None) -> list[DayPoint]:
+    """Requests and errors per UTC day, every day of the range (days without any as zeros):
+    the filters' range (open-ended: up to today), else the first to the last day recorded."""
+    filters = filters or UsageFilters()
+    day = _day_of(UsageRecord.created_at)
+    query = _filtered(select(day, func.count(UsageRecord.id), _errors()).group_by(day), filters)
+    counts = {
+        date.fromisoformat(str(day_value)): (requests, int(errors or 0))
+        for day_value, requests, errors in db.session.execute(query)
+    }
+    first = filters.since.date() if filters.since is not None else min(counts, default=None)
+    if filters.until is not None:
+        last: date | None = (filters.until - timedelta(microseconds=1)).date()
+    elif filters.since is not None:
+        last = _now().date()
+    else:
+        last = max(counts, default=None)
+    if first is None or last is None:
+        return []
+    days = (first + timedelta(days=offset) for offset in range((last - first).days + 1))
+    return [DayPoint(d, *counts.get(d, (0, 0))) for d in days]
+
+
+EXPORT_HEADERS = (
+    "created_at",
+    "source",
+    "key",
+    "model",
+    "preset",
+    "status",
+    "error_code",
+    "prompt_tokens",
+    "completion_tokens",
+    "estimated",
+    "ttft_ms",
+    "total_ms",
+    "stream",
+)
+
+
+def export_rows(filters: UsageFilters | None = None) -> Iterator[list[Any]]:
+    """Every record in the filters, oldest first, as CSV cells (EXPORT_HEADERS); read in
+    chunks, so a long export never holds every row at once."""
+    query = _filtered(
+        _joined(select(UsageRecord, User.email, AppKey.name, LLMModel.key, LLMModel.name)),
+        filters or UsageFilters(),
+    ).order_by(UsageRecord.created_at, UsageRecord.id)
+    rows = db.session.execute(query.execution_options(yield_per=500))
+    for record, email, key_name, key, name in rows:
+        yield [
+            record.created_at.isoformat(),
+            record.source,
+            who_label(record.source, record.app_key_id, record.user_id, email, key_name),
+            model_label(record.llm_model_id, record.model_key, key, name),
+            record.preset_key or "",
+            record.status,
+            record.error_code or "",
+            _blank_if_none(record.prompt_tokens),
+            _blank_if_none(record.completion_tokens),
+            int(record.estimated),
+            _blank_if_none(record.ttft_ms),
+            record.total_ms,
+            int(record.stream),
+        ]
+
+
+def _blank_if_none(value: Any) -> Any:
+    return "" if value is None else value
+
+
+# A cell a spreadsheet would run as a formula (a model name a gateway caller chose).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_lines(rows: Iterable[list[Any]]) -> Iterator[str]:
+    """The header line, then one line per row; text cells that a spreadsheet would take for
+    a formula are quoted with a leading apostrophe."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for row in _with_header(rows):
+        writer.writerow([_defused(cell) for cell in row])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+
+
+def _with_header(rows: Iterable[list[Any]]) -> Iterator[list[Any]]:
+    yield list(EXPORT_HEADERS)
+    yield from rows
+
+
+def _defused(cell: Any) -> Any:
+    if isinstance(cell, str) and cell.startswith(_FORMULA_STARTS):
+        return "'" + cell
+    return cell
+
+
+@dataclass(frozen=True)
+class Choice:
+    value: str
+    label: str
+
+
+def key_choices() -> list[Choice]:
+    """The app keys and users that have usage, for a filter menu ("key:3", "user:5")."""
+    query = _joined(select(*_WHO).distinct()).where(
+        (UsageRecord.app_key_id.is_not(None)) | (UsageRecord.user_id.is_not(None))
+    )
+    choices = {
+        (f"key:{app_key_id}" if app_key_id is not None else f"user:{user_id}"): who_label(
+            source, app_key_id, user_id, email, key_name
+        )
+        for source, app_key_id, user_id, email, key_name in db.session.execute(query)
+    }
+    return sorted((Choice(v, label) for v, label in choices.items()), key=lambda c: c.label)
+
+
+def model_choices() -> list[Choice]:
+    """The models that have usage, for a filter menu (by id)."""
+    query = (
+        select(LLMModel.id, LLMModel.key, LLMModel.name)
+        .where(LLMModel.id.in_(select(UsageRecord.llm_model_id).distinct()))
+        .order_by(LLMModel.name)
+    )
+    return [Choice(str(model_id), key or name) for model_id, key, name in db.session.execute(query)]
