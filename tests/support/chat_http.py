@@ -71,9 +71,7 @@ def wait_for_status(message_id: int, statuses: set[str], within: float = 10.0) -
     return read()
 
 
-def send(
-    client: httpx2.Client, model: LLMModel | int, content: str = PROMPT, **fields: Any
-) -> int:
+def send(client: httpx2.Client, model: LLMModel | int, content: str = PROMPT, **fields: Any) -> int:
     """Send a first message from the empty page with a model (or its id, for an app in another
     process); returns the pending reply's id."""
     model_id = model if isinstance(model, int) else model.id
