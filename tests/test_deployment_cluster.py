@@ -42,9 +42,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     )
     try:
         cluster.flask("db", "upgrade")
+        cluster.launch()
+        # While the instances boot: a command takes seconds, most of it importing the app.
         cluster.flask("seed")
         cluster.flask("users", "create", "--password", PASSWORD, MEMBER_EMAIL)
-        cluster.start()
+        cluster.wait_ready()
         yield cluster
     finally:
         cluster.stop()

@@ -125,9 +125,12 @@ class Process:
         if self.popen.poll() is not None:
             raise AssertionError(f"{self.name} exited: {self.log.read_text(errors='replace')}")
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
         if self.popen.poll() is None:
             self.popen.terminate()
+
+    def wait_ended(self) -> None:
+        """Wait for the end `terminate` asked for; kill it (and its group) past the deadline."""
         try:
             self.popen.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -166,7 +169,7 @@ class Instance:
 class Cluster:
     """`size` gunicorn instances of the app behind nginx at `url`, sharing a database and Redis.
 
-    Build it, `start()` it, and `stop()` it in a `finally`.
+    Build it, `launch()` and `wait_ready()`, and `stop()` it in a `finally`.
     """
 
     nginx: str
@@ -209,7 +212,9 @@ class Cluster:
             "MOCK_LLM_STREAM_DELAY": str(self.mock_stream_delay),
             "WEB_CONCURRENCY": str(self.workers),
             "MODELDESK_THREADS": "8",
-            "MODELDESK_GRACEFUL_TIMEOUT": "5",
+            # No reply is open when a test run stops them; gunicorn's stop takes longer the
+            # longer this grace is, even for an idle instance.
+            "MODELDESK_GRACEFUL_TIMEOUT": "2",
         }
 
     def _secret(self, name: str) -> str:
@@ -229,22 +234,32 @@ class Cluster:
         assert done.returncode == 0, f"flask {' '.join(args)}: {done.stdout}{done.stderr}"
         return done
 
-    def start(self) -> None:
-        """Start the instances and nginx; return once nginx answers with every instance up."""
+    def launch(self) -> None:
+        """Start the instances and nginx without waiting for them (`wait_ready` does): the
+        caller can run `flask` commands meanwhile."""
         for instance in self.instances:
             instance.process = self._start_instance(instance)
+        self._nginx_process = self._start_nginx()
+
+    def wait_ready(self) -> None:
+        """Return once every instance answers on its own port, and nginx in front of them."""
         for instance in self.instances:
             assert instance.process is not None
             self._wait_healthy(instance.url, instance.process)
-        self._nginx_process = self._start_nginx()
+        assert self._nginx_process is not None
         self._wait_healthy(self.url, self._nginx_process)
 
     def stop(self) -> None:
-        """nginx first (no new requests), then the instances; also after a failed start."""
-        processes = [self._nginx_process] + [i.process for i in self.instances]
-        for process in processes:
-            if process is not None:
-                process.stop()
+        """nginx first (no new requests), then the instances together; also after a failed
+        start."""
+        if self._nginx_process is not None:
+            self._nginx_process.terminate()
+            self._nginx_process.wait_ended()
+        started = [i.process for i in self.instances if i.process is not None]
+        for process in started:
+            process.terminate()
+        for process in started:
+            process.wait_ended()
         self.reset_redis()
 
     def reset_redis(self) -> None:
