@@ -41,12 +41,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         mock_stream_delay=MOCK_STREAM_DELAY,
     )
     try:
-        cluster.flask("db", "upgrade")
-        cluster.launch()
-        # While the instances boot: a command takes seconds, most of it importing the app.
-        cluster.flask("seed")
-        cluster.flask("users", "create", "--password", PASSWORD, MEMBER_EMAIL)
-        cluster.wait_ready()
+        cluster.flask(
+            ["db", "upgrade"],
+            ["seed"],
+            ["users", "create", "--password", PASSWORD, MEMBER_EMAIL],
+        )
+        cluster.start()
         yield cluster
     finally:
         cluster.stop()

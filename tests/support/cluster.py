@@ -8,6 +8,7 @@ every process it started (and their children), also after a failed start.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -169,7 +170,7 @@ class Instance:
 class Cluster:
     """`size` gunicorn instances of the app behind nginx at `url`, sharing a database and Redis.
 
-    Build it, `launch()` and `wait_ready()`, and `stop()` it in a `finally`.
+    Build it, `start()` it, and `stop()` it in a `finally`.
     """
 
     nginx: str
@@ -221,32 +222,33 @@ class Cluster:
         # Derived from the run's prefix: the same for every process of this cluster only.
         return f"{name.lower()}-{self.redis_prefix}-0123456789abcdef"
 
-    def flask(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """Run `flask --app wsgi ARGS` on the cluster's database; fails the test on error."""
+    def flask(self, *commands: list[str]) -> list[str]:
+        """Run `flask --app wsgi ARGS` for each ARGS on the cluster's database, in one process;
+        their standard outputs. Fails the test at the first command that fails."""
         done = subprocess.run(
-            [sys.executable, "-m", "flask", "--app", "wsgi", *args],
+            [sys.executable, "-m", "tests.support.flask_commands", json.dumps(commands)],
             cwd=PROJECT_ROOT,
             env=self.environment(),
             capture_output=True,
             text=True,
             timeout=120,
         )
-        assert done.returncode == 0, f"flask {' '.join(args)}: {done.stdout}{done.stderr}"
-        return done
+        assert done.returncode == 0, f"flask {commands}: {done.stdout}{done.stderr}"
+        outcomes = json.loads(done.stdout)
+        for outcome in outcomes:
+            assert outcome["exit_code"] == 0, f"flask {outcome['args']}: {outcome}"
+        assert len(outcomes) == len(commands)
+        return [outcome["stdout"] for outcome in outcomes]
 
-    def launch(self) -> None:
-        """Start the instances and nginx without waiting for them (`wait_ready` does): the
-        caller can run `flask` commands meanwhile."""
+    def start(self) -> None:
+        """Start the instances and nginx; return once each instance answers on its own port,
+        and nginx in front of them."""
         for instance in self.instances:
             instance.process = self._start_instance(instance)
         self._nginx_process = self._start_nginx()
-
-    def wait_ready(self) -> None:
-        """Return once every instance answers on its own port, and nginx in front of them."""
         for instance in self.instances:
             assert instance.process is not None
             self._wait_healthy(instance.url, instance.process)
-        assert self._nginx_process is not None
         self._wait_healthy(self.url, self._nginx_process)
 
     def stop(self) -> None:
