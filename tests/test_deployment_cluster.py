@@ -80,6 +80,8 @@ def test_a_chat_reply_streams_through_nginx_before_it_is_finished(cluster: Clust
         with client.stream("GET", f"/messages/{message_id}/stream", timeout=30) as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
+            # Passed on by nginx, so a proxy in front of it does not buffer the stream either.
+            assert response.headers["X-Accel-Buffering"] == "no"
             frames = read_frames(response.iter_lines())
             first_delta = next(frame for frame in frames if frame.event == "delta")
             # Read at the moment the first piece arrived: nginx passed it on while the
