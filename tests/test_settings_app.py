@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask_migrate import upgrade
 
+from tests.support.net import closed_port_url
 from webapp import create_app
 from webapp.config import ConfigError, normalize_database_url
 from webapp.models import User
@@ -22,9 +24,10 @@ LONG_SECRET = "s" * 32
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in list(os.environ):
-        if name.startswith(("MODELDESK_", "MOCK_LLM_", "OPENROUTER_")) or name in (
+        if name.startswith(("MODELDESK_", "MOCK_LLM_", "OPENROUTER_", "RATELIMIT_")) or name in (
             "DATABASE_URL",
             "SECRET_KEY",
+            "REDIS_URL",
         ):
             monkeypatch.delenv(name)
     return monkeypatch
@@ -59,6 +62,57 @@ def test_environment_variables_are_read(clean_env: pytest.MonkeyPatch, tmp_path:
     assert app.config["MOCK_LLM_STREAM_DELAY"] == 0.5
     assert app.config["MOCK_LLM_BASE_URL"] == "http://127.0.0.1:9999"
     assert app.config["SECRET_KEY"] == "s"
+
+
+def test_rate_limits_count_in_process_memory_without_redis(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    app = create_app({"INSTANCE_PATH": str(tmp_path)})
+    assert app.config["RATELIMIT_STORAGE_URI"] == "memory://"
+
+
+def test_rate_limits_are_shared_through_redis_url(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    clean_env.setenv("REDIS_URL", "redis://127.0.0.1:6379/3")
+    clean_env.setenv("MODELDESK_REDIS_PREFIX", "staging")
+    app = create_app({"INSTANCE_PATH": str(tmp_path)})
+    assert app.config["REDIS_URL"] == "redis://127.0.0.1:6379/3"
+    assert app.config["RATELIMIT_STORAGE_URI"] == "redis://127.0.0.1:6379/3"
+    assert app.config["RATELIMIT_KEY_PREFIX"] == "staging"
+
+
+def test_an_explicit_rate_limit_storage_wins_over_redis_url(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    clean_env.setenv("REDIS_URL", "redis://127.0.0.1:6379/3")
+    clean_env.setenv("RATELIMIT_STORAGE_URI", "memory://")
+    app = create_app({"INSTANCE_PATH": str(tmp_path)})
+    assert app.config["RATELIMIT_STORAGE_URI"] == "memory://"
+
+
+def test_sign_in_still_answers_when_redis_is_unreachable(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    clean_env.setenv("REDIS_URL", closed_port_url().replace("http://", "redis://"))
+    app = create_app({"INSTANCE_PATH": str(tmp_path), "WTF_CSRF_ENABLED": False})
+    with app.app_context():
+        upgrade()
+    client = app.test_client()
+    statuses = [client.post("/login", data={}).status_code for _ in range(11)]
+    # Counted in this process instead: the limit still holds, and nothing is a 500.
+    assert statuses[-1] == 429
+    assert 500 not in statuses
+
+
+def test_the_instance_name_is_sent_only_when_configured(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    unnamed = create_app({"INSTANCE_PATH": str(tmp_path)}).test_client()
+    assert "X-ModelDesk-Instance" not in unnamed.get("/healthz").headers
+    clean_env.setenv("MODELDESK_INSTANCE_NAME", "web-2")
+    named = create_app({"INSTANCE_PATH": str(tmp_path)}).test_client()
+    assert named.get("/healthz").headers["X-ModelDesk-Instance"] == "web-2"
 
 
 def test_reply_and_provider_call_limits_come_from_the_environment(

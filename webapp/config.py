@@ -43,6 +43,8 @@ def _env_int(name: str) -> int:
     return value
 
 
+DEFAULT_REDIS_KEY_PREFIX = "modeldesk"
+
 INTEGER_SETTINGS = {
     "MODELDESK_TRUSTED_PROXIES": "TRUSTED_PROXY_COUNT",
     "MODELDESK_MAX_STREAMS": "MAX_CONCURRENT_STREAMS",
@@ -67,6 +69,9 @@ def from_environment() -> dict[str, Any]:
         "OPENROUTER_HTTP_REFERER": "OPENROUTER_HTTP_REFERER",
         "OPENROUTER_X_TITLE": "OPENROUTER_X_TITLE",
         "RATELIMIT_STORAGE_URI": "RATELIMIT_STORAGE_URI",
+        "REDIS_URL": "REDIS_URL",
+        "MODELDESK_REDIS_PREFIX": "REDIS_KEY_PREFIX",
+        "MODELDESK_INSTANCE_NAME": "INSTANCE_NAME",
         "MODELDESK_PASSWORD_HASH_METHOD": "PASSWORD_HASH_METHOD",
     }
     for variable, key in passthrough.items():
@@ -106,8 +111,10 @@ def defaults(env: str, instance_path: str) -> dict[str, Any]:
         "REMEMBER_COOKIE_SECURE": env == "production",
         # One token per session: a chat page left open for hours still posts.
         "WTF_CSRF_TIME_LIMIT": None,
-        "RATELIMIT_STORAGE_URI": "memory://",
         "RATELIMIT_HEADERS_ENABLED": True,
+        # A Redis outage must not turn sign-in into a 500: count per process until it is back.
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        "REDIS_KEY_PREFIX": DEFAULT_REDIS_KEY_PREFIX,
         "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
         "TRUSTED_PROXY_COUNT": 0,
         "BLOCK_PRIVATE_URLS": False,
@@ -219,5 +226,16 @@ def build(instance_path: str, overrides: Mapping[str, Any] | None = None) -> dic
     if overrides and "MODELDESK_ENV" in overrides:
         settings["MODELDESK_ENV"] = overrides["MODELDESK_ENV"]
     env = settings["MODELDESK_ENV"]
-    merged = {**defaults(env, instance_path), **settings, **dict(overrides or {})}
+    chosen = {**settings, **dict(overrides or {})}
+    merged = {**defaults(env, instance_path), **shared_state_defaults(chosen), **chosen}
     return finalize(merged, instance_path)
+
+
+def shared_state_defaults(chosen: Mapping[str, Any]) -> dict[str, Any]:
+    """Where counters shared by every process live: Redis when `REDIS_URL` is set (so limits
+    hold across gunicorn workers and instances), else this process's memory."""
+    return {
+        "RATELIMIT_STORAGE_URI": chosen.get("REDIS_URL") or "memory://",
+        # Keys under one prefix: several deployments (or test runs) can share a Redis.
+        "RATELIMIT_KEY_PREFIX": chosen.get("REDIS_KEY_PREFIX", DEFAULT_REDIS_KEY_PREFIX),
+    }

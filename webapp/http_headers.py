@@ -1,6 +1,9 @@
-"""Response security headers and the opt-in trust of a reverse proxy's forwarded headers."""
+"""Response security headers, the opt-in instance name, and the opt-in trust of a reverse
+proxy's forwarded headers."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -38,8 +41,24 @@ def _add_security_headers(response: Response) -> Response:
     return response
 
 
+INSTANCE_HEADER = "X-ModelDesk-Instance"
+
+
+def _instance_header(name: str) -> Callable[[Response], Response]:
+    def add(response: Response) -> Response:
+        response.headers[INSTANCE_HEADER] = name
+        return response
+
+    return add
+
+
 def init_http_headers(app: Flask) -> None:
     app.after_request(_add_security_headers)
+    instance = app.config.get("INSTANCE_NAME")
+    if instance:
+        # Opt-in, a name the operator chose: behind a load balancer it tells which instance
+        # answered (logs, debugging, the cluster tests) without exposing an address or a pid.
+        app.after_request(_instance_header(instance))
     proxies = app.config.get("TRUSTED_PROXY_COUNT", 0)
     if proxies:
         # Only behind a proxy that sets these headers: otherwise clients could spoof them.

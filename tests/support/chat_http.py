@@ -71,11 +71,13 @@ def wait_for_status(message_id: int, statuses: set[str], within: float = 10.0) -
     return read()
 
 
-def send(client: httpx2.Client, model: LLMModel, content: str = PROMPT, **fields: Any) -> int:
-    """Send a first message from the empty page; returns the pending reply's id."""
+def send(client: httpx2.Client, model: LLMModel | int, content: str = PROMPT, **fields: Any) -> int:
+    """Send a first message from the empty page with a model (or its id, for an app in another
+    process); returns the pending reply's id."""
+    model_id = model if isinstance(model, int) else model.id
     data = {
         "csrf_token": csrf_token(client),
-        "llm_model_id": str(model.id),
+        "llm_model_id": str(model_id),
         "llm_preset_id": "",
         "system_prompt": "",
         "content": content,

@@ -29,7 +29,13 @@ def csrf_token(client: httpx2.Client, path: str = "/") -> str:
 
 def signed_in_client(live_server: LiveServer, email: str = MEMBER_EMAIL) -> httpx2.Client:
     """An HTTP client with a session cookie, signed in through the real form (with CSRF)."""
-    client = httpx2.Client(base_url=live_server.url, timeout=10)
+    return signed_in_at(live_server.url, email)
+
+
+def signed_in_at(url: str, email: str = MEMBER_EMAIL) -> httpx2.Client:
+    """An HTTP client for the app at `url` (a live server, nginx in front of a cluster),
+    signed in through the real form (with CSRF)."""
+    client = httpx2.Client(base_url=url, timeout=10)
     token = csrf_token(client, "/login")
     response = client.post(
         "/login", data={"csrf_token": token, "email": email, "password": PASSWORD}

@@ -1,0 +1,119 @@
+"""Two gunicorn instances behind Debian's nginx (deploy/nginx/modeldesk.conf), on one
+PostgreSQL database and one Redis: requests reach both, a chat reply streams through nginx
+unbuffered, and the sign-in rate limit is one count shared by both instances.
+
+Skipped on a machine without nginx, PostgreSQL or Redis; .ci/run makes them run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import closing
+
+import httpx2
+import pytest
+
+from tests.support.chat_http import read_frames, send
+from tests.support.cluster import (
+    INSTANCE_HEADER,
+    Cluster,
+    ThrowawayDatabase,
+    require_cluster_services,
+)
+from tests.support.users import MEMBER_EMAIL, PASSWORD, csrf_token, signed_in_at
+from tests.support.waiting import wait_for
+
+# Seconds between the mock's streamed pieces: a reply of ~16 pieces takes over a second, so
+# a buffering proxy would hold it back long enough for the reply to be recorded first.
+MOCK_STREAM_DELAY = 0.1
+SIGN_IN_LIMIT = 10  # per minute, per client address (webapp/blueprints/auth.py)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Migrated, seeded, with a member; started once for the module (it takes seconds)."""
+    nginx = require_cluster_services()
+    database = ThrowawayDatabase()
+    cluster = Cluster(
+        nginx=nginx,
+        workdir=tmp_path_factory.mktemp("cluster"),
+        database=database,
+        mock_stream_delay=MOCK_STREAM_DELAY,
+    )
+    try:
+        cluster.flask(
+            ["db", "upgrade"],
+            ["seed"],
+            ["users", "create", "--password", PASSWORD, MEMBER_EMAIL],
+        )
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        database.drop()
+
+
+@pytest.fixture
+def fresh_limits(cluster: Cluster) -> Iterator[None]:
+    """Rate-limit counters from zero, and left at zero for the tests after this one."""
+    cluster.reset_redis()
+    yield
+    cluster.reset_redis()
+
+
+def test_requests_through_nginx_reach_every_instance(cluster: Cluster) -> None:
+    answered: set[str] = set()
+
+    def every_instance_answered() -> bool:
+        response = httpx2.get(f"{cluster.url}/healthz", timeout=5)
+        assert response.status_code == 200, cluster.logs()
+        answered.add(response.headers[INSTANCE_HEADER])
+        return len(answered) == cluster.size
+
+    assert wait_for(every_instance_answered, timeout=20), answered
+
+
+def test_a_chat_reply_streams_through_nginx_before_it_is_finished(cluster: Cluster) -> None:
+    (model_id,) = cluster.database.query("SELECT id FROM llm_models WHERE key = 'mock'")[0]
+    with closing(signed_in_at(cluster.url)) as client:
+        message_id = send(client, model_id, "x" * 230)
+        with client.stream("GET", f"/messages/{message_id}/stream", timeout=30) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            # Passed on by nginx, so a proxy in front of it does not buffer the stream either.
+            assert response.headers["X-Accel-Buffering"] == "no"
+            frames = read_frames(response.iter_lines())
+            first_delta = next(frame for frame in frames if frame.event == "delta")
+            # Read at the moment the first piece arrived: nginx passed it on while the
+            # instance was still writing the reply (a buffered reply only arrives once it
+            # has been recorded as complete).
+            status_at_first_delta = message_status(cluster, message_id)
+            rest = list(frames)
+    assert status_at_first_delta == "streaming"
+    assert first_delta.data
+    assert [frame.event for frame in rest].count("delta") >= 3
+    assert rest[-1].event == "end"
+    assert wait_for(lambda: message_status(cluster, message_id) == "complete")
+
+
+def test_the_sign_in_limit_is_shared_by_both_instances(
+    cluster: Cluster, fresh_limits: None
+) -> None:
+    with httpx2.Client(base_url=cluster.url, timeout=10) as client:
+        token = csrf_token(client, "/login")
+        wrong = {"csrf_token": token, "email": MEMBER_EMAIL, "password": "not the password"}
+        attempts = [client.post("/login", data=wrong) for _ in range(SIGN_IN_LIMIT + 1)]
+    statuses = [response.status_code for response in attempts]
+    remaining = [int(response.headers["X-RateLimit-Remaining"]) for response in attempts]
+    instances = {response.headers[INSTANCE_HEADER] for response in attempts}
+    assert instances == {"web-1", "web-2"}, "nginx sent every attempt to one instance"
+    # One count for both: with a count per instance, each would have allowed ten.
+    assert statuses == [401] * SIGN_IN_LIMIT + [429], cluster.logs()
+    assert remaining == [*range(SIGN_IN_LIMIT - 1, -1, -1), 0]
+
+
+def message_status(cluster: Cluster, message_id: int) -> str:
+    rows = cluster.database.query(
+        "SELECT status FROM chat_messages WHERE id = %(id)s", id=message_id
+    )
+    return str(rows[0][0])
