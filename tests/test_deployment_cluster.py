@@ -1,6 +1,7 @@
 """Two gunicorn instances behind Debian's nginx (deploy/nginx/modeldesk.conf), on one
 PostgreSQL database and one Redis: requests reach both, a chat reply streams through nginx
-unbuffered, and the sign-in rate limit is one count shared by both instances.
+unbuffered, the sign-in rate limit and an app key's rpm limit are one count shared by
+both instances, and a revoked app key stops working on both.
 
 Skipped on a machine without nginx, PostgreSQL or Redis; .ci/run makes them run.
 """
@@ -117,3 +118,51 @@ def message_status(cluster: Cluster, message_id: int) -> str:
         "SELECT status FROM chat_messages WHERE id = %(id)s", id=message_id
     )
     return str(rows[0][0])
+
+
+def gateway_call(url: str, secret: str) -> httpx2.Response:
+    return httpx2.post(
+        f"{url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {secret}"},
+        json={"model": "mock", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+
+
+def new_app_key(cluster: Cluster, name: str, *options: str) -> str:
+    (output,) = cluster.flask(["apikeys", "create", name, *options])
+    return output.strip().splitlines()[-1]
+
+
+# The gateway tests call each instance on its own port, taking turns: through nginx, the
+# mock provider's own calls (which go through nginx too) would steer the round robin.
+
+
+def test_an_app_key_s_rpm_limit_is_shared_by_both_instances(
+    cluster: Cluster, fresh_limits: None
+) -> None:
+    secret = new_app_key(cluster, "rpm-shared", "--rpm", "4")
+    turns = [cluster.instances[turn % 2] for turn in range(5)]
+
+    calls = [gateway_call(instance.url, secret) for instance in turns]
+
+    # One count for both instances: with one per instance, each would have allowed four.
+    assert [call.status_code for call in calls] == [200] * 4 + [429], cluster.logs()
+    refused = calls[-1]
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert 0 < int(refused.headers["Retry-After"]) <= 60
+
+
+def test_a_revoked_app_key_stops_working_on_both_instances(cluster: Cluster) -> None:
+    secret = new_app_key(cluster, "revoked-everywhere")
+    for instance in cluster.instances:
+        assert gateway_call(instance.url, secret).status_code == 200
+
+    cluster.flask(["apikeys", "revoke", "revoked-everywhere"])
+
+    for instance in cluster.instances:
+        refused = wait_for(
+            lambda instance=instance: gateway_call(instance.url, secret).status_code == 401,
+            timeout=10,
+        )
+        assert refused, f"{instance.name} still serves a revoked key\n{cluster.logs()}"
