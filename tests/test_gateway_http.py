@@ -428,3 +428,31 @@ def test_a_client_that_leaves_closes_the_upstream_within_two_seconds(
         assert (event.status, event.error_code) == (499, "client_closed")
     finally:
         upstream.stop()
+
+
+def test_a_key_in_use_is_marked_used(live_server: LiveServer, mock: LLMModel) -> None:
+    sdk(live_server, app_key()).chat.completions.create(model="mock", messages=user_says("hi"))
+
+    def marked() -> bool:
+        db.session.expire_all()
+        return find_key("app").last_used_at is not None
+
+    assert wait_for(marked)
+
+
+def test_a_model_that_cannot_stream_refuses_a_stream_naming_it(
+    live_server: LiveServer, mock: LLMModel
+) -> None:
+    mock.supports_streaming = False
+    db.session.commit()
+    client = sdk(live_server, app_key())
+
+    def refusal() -> openai.BadRequestError | None:
+        try:
+            client.chat.completions.create(model="mock", messages=user_says("hi"), stream=True)
+        except openai.BadRequestError as error:
+            return error
+        return None
+
+    error = wait_for(refusal)
+    assert error is not None and (error.code, error.param) == ("unsupported_parameter", "stream")
