@@ -32,7 +32,7 @@ from tests.support.users import (
 from webapp import create_app
 from webapp.extensions import db as _db
 
-pytest_plugins = ["tests.support.mock_fixtures"]
+pytest_plugins = ["tests.support.mock_fixtures", "tests.support.outage_fixtures"]
 
 
 @pytest.fixture(scope="session")

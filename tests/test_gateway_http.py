@@ -20,11 +20,13 @@ from tests.support.gateway import (
     user_says,
 )
 from tests.support.mock_api import FAULT, mock_model, mock_provider
+from tests.support.net import TcpProxy
 from tests.support.waiting import wait_for
 from webapp.extensions import db
 from webapp.models import LLMModel
 from webapp.services import usage
 from webapp.services.app_keys import find_key, revoke_key
+from webapp.services.gateway_catalog import CHECK_INTERVAL_SECONDS
 
 PROVIDER_KEY = "sk-provider-SECRET-0123456789"
 
@@ -425,3 +427,52 @@ def test_a_client_that_leaves_closes_the_upstream_within_two_seconds(
         assert (event.status, event.error_code) == (499, "client_closed")
     finally:
         upstream.stop()
+
+
+def test_a_key_in_use_is_marked_used(live_server: LiveServer, mock: LLMModel) -> None:
+    sdk(live_server, app_key()).chat.completions.create(model="mock", messages=user_says("hi"))
+
+    def marked() -> bool:
+        db.session.expire_all()
+        return find_key("app").last_used_at is not None
+
+    assert wait_for(marked)
+
+
+def test_a_model_that_cannot_stream_refuses_a_stream_naming_it(
+    live_server: LiveServer, mock: LLMModel
+) -> None:
+    mock.supports_streaming = False
+    db.session.commit()
+    client = sdk(live_server, app_key())
+
+    def refusal() -> openai.BadRequestError | None:
+        try:
+            client.chat.completions.create(model="mock", messages=user_says("hi"), stream=True)
+        except openai.BadRequestError as error:
+            return error
+        return None
+
+    error = wait_for(refusal)
+    assert error is not None and (error.code, error.param) == ("unsupported_parameter", "stream")
+
+
+def test_known_keys_keep_working_while_the_database_is_away(
+    cut_database: tuple[LiveServer, TcpProxy],
+) -> None:
+    server, proxy = cut_database
+    mock_model(mock_provider(server.url))
+    client = sdk(server, app_key())
+    assert client.chat.completions.create(model="mock", messages=user_says("hi")).choices
+    proxy.cut()  # every connection to PostgreSQL drops; new ones are refused
+
+    # Past several version checks, each one failing: the snapshot keeps serving.
+    until = time.monotonic() + 3 * CHECK_INTERVAL_SECONDS
+    while time.monotonic() < until:
+        reply = client.chat.completions.create(model="mock", messages=user_says("hi"))
+        assert reply.choices[0].message.content
+    streamed = client.chat.completions.create(model="mock", messages=user_says("hi"), stream=True)
+    assert streamed_text(streamed)
+    with pytest.raises(openai.AuthenticationError):
+        sdk(server, "mdk-unknown").models.list()
+    proxy.restore()

@@ -13,9 +13,8 @@ import httpx2
 import pytest
 from flask import Flask
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
 
-from tests.support.app import LiveServer, make_config
+from tests.support.app import LiveServer
 from tests.support.chat_http import (
     deltas_text,
     end_html,
@@ -32,7 +31,6 @@ from tests.support.factories import make_model, make_provider
 from tests.support.net import SilentUpstream, TcpProxy
 from tests.support.users import signed_in_client
 from tests.support.waiting import wait_for
-from webapp import create_app
 from webapp.extensions import db as _db
 from webapp.models import ChatMessage, LLMModel
 from webapp.services import conversations as chats
@@ -257,26 +255,6 @@ def _values(params: Any) -> list[Any]:
 
 
 # --- a real PostgreSQL going away: its connections cut by a proxy ------------------------------
-
-
-@pytest.fixture
-def cut_database(app: Flask, tmp_path: Any) -> Iterator[tuple[LiveServer, TcpProxy]]:
-    """The app served with its PostgreSQL reached through a proxy the test can cut."""
-    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
-    if url.get_backend_name() != "postgresql":
-        pytest.skip("cutting a database server's connections needs PostgreSQL (SQLite is a file)")
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
-    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    served = create_app(make_config(proxied, str(tmp_path / "proxied")))
-    server = LiveServer(served)
-    served.config["MOCK_LLM_BASE_URL"] = server.url
-    server.start()
-    yield server, proxy
-    server.stop()
-    proxy.restore()
-    with served.app_context():
-        _db.engine.dispose()
-    proxy.cut()
 
 
 def test_postgresql_stopping_mid_reply_loses_nothing_the_reader_saw(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
-from flask import Flask
+from flask import Flask, current_app
 from limits import RateLimitItemPerMinute
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import update
@@ -58,6 +58,7 @@ _OUR_CREDENTIALS = frozenset({401, 403, 407})
 HEARTBEAT_SECONDS = 0.5
 LAST_USED_EVERY_SECONDS = 60.0
 _RPM = "gateway-rpm"
+_LAST_USED = "gateway_last_used"
 _TPM = "gateway-tpm"
 
 
@@ -122,6 +123,7 @@ UNAVAILABLE = ApiError(
 
 def init_gateway(app: Flask) -> None:
     init_catalog(app)
+    app.extensions[_LAST_USED] = _LastUsed()
 
 
 # --- authentication and the catalogue -----------------------------------------------------
@@ -488,8 +490,5 @@ def _write_last_used(engine: Engine, key_id: int) -> None:
         log.warning("gateway: could not mark app key %s used: %s", key_id, error)
 
 
-_last_used = _LastUsed()
-
-
 def _touch_last_used(key_id: int) -> None:
-    _last_used.touch(db.engine, key_id)
+    current_app.extensions[_LAST_USED].touch(db.engine, key_id)
