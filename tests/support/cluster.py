@@ -208,8 +208,10 @@ class Cluster:
             "MODELDESK_TRUSTED_PROXIES": "1",
             "MODELDESK_PASSWORD_HASH_METHOD": "pbkdf2:sha256:1",
             "MOCK_LLM_ENABLED": "1",
-            # The app's public address, as a real deployment's mock provider would use.
-            "MOCK_LLM_BASE_URL": self.url,
+            # The mock provider answers from the first instance, not through nginx: there each
+            # call to it would take a turn of the round-robin, and a client's own requests
+            # would then always land on the same instance.
+            "MOCK_LLM_BASE_URL": self.instances[0].url,
             "MOCK_LLM_STREAM_DELAY": str(self.mock_stream_delay),
             "WEB_CONCURRENCY": str(self.workers),
             "MODELDESK_THREADS": "8",

@@ -15,7 +15,7 @@ import math
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import openai
@@ -180,8 +180,8 @@ def _strategy() -> FixedWindowRateLimiter:
     return FixedWindowRateLimiter(limiter.storage)
 
 
-def _retry_after(strategy: FixedWindowRateLimiter, item: Any, key_id: int, name: str) -> int:
-    reset = strategy.get_window_stats(item, name, str(key_id)).reset_time
+def _retry_after(strategy: FixedWindowRateLimiter, item: Any, counter: tuple[str, ...]) -> int:
+    reset = strategy.get_window_stats(item, *counter).reset_time
     return max(1, math.ceil(reset - time.time()))
 
 
@@ -195,33 +195,29 @@ def _rate_limited(limit: str, retry_after: int) -> ApiError:
     )
 
 
-def _check_rpm(grant: AppKeyGrant) -> ApiError | None:
+def _check_rpm(call: _Call, grant: AppKeyGrant) -> ApiError | None:
     if grant.rpm is None:
         return None
-    strategy, item = _strategy(), RateLimitItemPerMinute(grant.rpm)
-    if strategy.hit(item, _RPM, str(grant.id)):
+    strategy, item, counter = _strategy(), RateLimitItemPerMinute(grant.rpm), call.counter(_RPM)
+    if strategy.hit(item, *counter):
         return None
-    return _rate_limited(
-        f"{grant.rpm} requests per minute", _retry_after(strategy, item, grant.id, _RPM)
-    )
+    return _rate_limited(f"{grant.rpm} requests per minute", _retry_after(strategy, item, counter))
 
 
-def _check_tpm(grant: AppKeyGrant, prompt_tokens: int) -> ApiError | None:
+def _check_tpm(call: _Call, grant: AppKeyGrant, prompt_tokens: int) -> ApiError | None:
     """Admit when the window still has room for the prompt (a prompt larger than a whole
     window is admitted into an empty one, or it could never run)."""
     if grant.tpm is None:
         return None
-    strategy, item = _strategy(), RateLimitItemPerMinute(grant.tpm)
-    if strategy.test(item, _TPM, str(grant.id), cost=min(max(prompt_tokens, 1), grant.tpm)):
+    strategy, item, counter = _strategy(), RateLimitItemPerMinute(grant.tpm), call.counter(_TPM)
+    if strategy.test(item, *counter, cost=min(max(prompt_tokens, 1), grant.tpm)):
         return None
-    return _rate_limited(
-        f"{grant.tpm} tokens per minute", _retry_after(strategy, item, grant.id, _TPM)
-    )
+    return _rate_limited(f"{grant.tpm} tokens per minute", _retry_after(strategy, item, counter))
 
 
-def _charge_tokens(grant: AppKeyGrant, tokens: int) -> None:
+def _charge_tokens(call: _Call, grant: AppKeyGrant, tokens: int) -> None:
     if grant.tpm is not None and tokens > 0:
-        _strategy().hit(RateLimitItemPerMinute(grant.tpm), _TPM, str(grant.id), cost=tokens)
+        _strategy().hit(RateLimitItemPerMinute(grant.tpm), *call.counter(_TPM), cost=tokens)
 
 
 # --- chat completions -----------------------------------------------------------------------
@@ -237,6 +233,15 @@ class _Call:
     started: float
     route: Route | None = None
     prompt_estimate: int | None = None
+    # Read in the request (a stream's tokens are charged after its context is gone). Limit
+    # counters live under it: a key id is unique only within one database, and several
+    # deployments (or test runs) may share a Redis.
+    counters_prefix: str = field(default_factory=lambda: current_app.config["REDIS_KEY_PREFIX"])
+
+    def counter(self, name: str) -> tuple[str, str, str]:
+        """The identifiers of this call's key's `name` counter."""
+        assert self.grant is not None
+        return (self.counters_prefix, name, str(self.grant.id))
 
     def record(self, status: int, error_code: str | None = None, **tokens: Any) -> None:
         route = self.route
@@ -290,7 +295,7 @@ def chat_completion(secret: str | None, body: Any) -> JsonReply | StreamRelay | 
     if call.route is None or not call.grant.allows(call.route.id):
         call.route = None
         return call.failed(model_not_found(call.model_id))
-    refused = _check_rpm(call.grant)
+    refused = _check_rpm(call, call.grant)
     if refused is not None:
         return call.failed(refused)
     prepared = _prepare(call.route, body, call.stream)
@@ -298,7 +303,7 @@ def chat_completion(secret: str | None, body: Any) -> JsonReply | StreamRelay | 
         return call.failed(_refusal(prepared, call.model_id))
     if call.grant.tpm is not None:
         call.prompt_estimate = _estimate_prompt(prepared)
-        refused = _check_tpm(call.grant, call.prompt_estimate)
+        refused = _check_tpm(call, call.grant, call.prompt_estimate)
         if refused is not None:
             return call.failed(refused)
     _touch_last_used(call.grant.id)
@@ -410,7 +415,7 @@ def _complete(call: _Call, prepared: PreparedChat) -> JsonReply | ApiError:
         return call.failed(upstream_error(error, list(prepared.secrets)))
     tokens = _tokens(call, prepared, reply.usage, reply.completion_text)
     assert call.grant is not None
-    _charge_tokens(call.grant, tokens["prompt_tokens"] + tokens["completion_tokens"])
+    _charge_tokens(call, call.grant, tokens["prompt_tokens"] + tokens["completion_tokens"])
     elapsed = round((time.perf_counter() - call.started) * 1000, 2)
     call.record(200, ttft_ms=elapsed, **tokens)
     return JsonReply(reply.body)
@@ -426,7 +431,7 @@ def _stream(call: _Call, prepared: PreparedChat, include_usage: bool) -> StreamR
     def on_end(outcome: RelayOutcome) -> None:
         tokens = _tokens(call, prepared, outcome.usage, outcome.completion_text)
         assert call.grant is not None
-        _charge_tokens(call.grant, tokens["prompt_tokens"] + tokens["completion_tokens"])
+        _charge_tokens(call, call.grant, tokens["prompt_tokens"] + tokens["completion_tokens"])
         # The client got a 200 before anything went wrong; the status says how it ended.
         status, code = _stream_status(outcome)
         call.record(status, code, ttft_ms=outcome.ttft_ms, **tokens)
