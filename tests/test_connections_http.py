@@ -70,6 +70,18 @@ def test_twenty_streamed_replies_use_one_connection(
     assert provider.accepted == 1
 
 
+def test_a_provider_ending_its_lines_with_crlf_streams_the_same_reply(
+    provider: KeepAliveProvider, spec: ModelSpec
+) -> None:
+    provider.line_end = "\r\n"
+    for _ in range(2):
+        events = streamed_reply(spec)
+        assert "".join(e.content for e in events) == REPLY
+        assert events[-1].type == "done"
+
+    assert provider.accepted == 1
+
+
 def test_twenty_replies_sent_at_once_use_one_connection(
     provider: KeepAliveProvider, spec: ModelSpec
 ) -> None:

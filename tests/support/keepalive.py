@@ -36,6 +36,8 @@ class KeepAliveProvider:
         self.open_streams = 0
         self.hold_after_done = False
         self.hold_before_done = False
+        # What ends each SSE line: "\n", or "\r\n" as some servers write.
+        self.line_end = "\n"
         self.stopping = threading.Event()
         # When (time.monotonic()) each client that hung up on a stream before its end left.
         self.left_at: list[float] = []
@@ -116,11 +118,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
+            end = provider.line_end
             for event in _events():
-                self._chunk(f"data: {json.dumps(event)}\n\n".encode())
+                # A comment line first, and the JSON split over two data lines: both are
+                # SSE a client must read (the data lines join with a newline).
+                data = json.dumps(event).replace(", ", ",\n", 1).split("\n")
+                lines = [": chunk", *(f"data: {part}" for part in data)]
+                self._chunk((end.join(lines) + end + end).encode())
             if provider.hold_before_done:
                 self._hold()
-            self._chunk(b"data: [DONE]\n\n")
+            self._chunk(f"data: [DONE]{end}{end}".encode())
             if provider.hold_after_done:
                 self._hold()
             self.wfile.write(b"0\r\n\r\n")
