@@ -145,6 +145,17 @@ def test_passwords_are_hashed_with_the_configured_method(
         assert not user.check_password("wrong horse battery")
 
 
+def test_password_checks_at_once_are_the_cores_unless_the_environment_says(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    gate = create_app({"INSTANCE_PATH": str(tmp_path)}).extensions["password_gate"]
+    assert (gate.slots, gate.wait_seconds) == (os.cpu_count(), 10.0)
+    clean_env.setenv("MODELDESK_MAX_PASSWORD_CHECKS", "3")
+    clean_env.setenv("MODELDESK_PASSWORD_CHECK_WAIT_SECONDS", "2.5")
+    gate = create_app({"INSTANCE_PATH": str(tmp_path)}).extensions["password_gate"]
+    assert (gate.slots, gate.wait_seconds) == (3, 2.5)
+
+
 def test_test_environment_has_no_stream_delay(
     clean_env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

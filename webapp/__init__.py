@@ -15,6 +15,7 @@ from webapp.errors import register_errorhandlers
 from webapp.extensions import csrf, db, limiter, migrate
 from webapp.http_headers import init_http_headers
 from webapp.logging_filters import install_log_scrubbing
+from webapp.passwords import init_password_gate
 from webapp.routing import IdConverter
 from webapp.security import init_security
 from webapp.services.gateway import init_gateway
@@ -50,6 +51,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_replies(app)
     init_gateway(app)
     init_usage(app)
+    init_password_gate(app)
     app.after_request(_vary_on_htmx)
     return app
 

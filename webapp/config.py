@@ -12,10 +12,16 @@ from pathlib import Path
 from typing import Any
 
 ENVIRONMENTS = ("development", "test", "production")
+DEFAULT_PASSWORD_CHECK_WAIT_SECONDS = 10.0
 
 
 class ConfigError(RuntimeError):
     """The app cannot start with this configuration; the message says what to set."""
+
+
+def cpu_cores() -> int:
+    """The cores of this machine (1 when Python cannot tell)."""
+    return os.cpu_count() or 1
 
 
 def _env_flag(value: str | None) -> bool:
@@ -52,6 +58,7 @@ INTEGER_SETTINGS = {
     "MODELDESK_MAX_REPLY_SECONDS": "MAX_REPLY_SECONDS",
     "MODELDESK_MAX_REPLY_CHARS": "MAX_REPLY_CHARS",
     "MODELDESK_DB_POOL_SIZE": "DB_POOL_SIZE",
+    "MODELDESK_MAX_PASSWORD_CHECKS": "MAX_PASSWORD_CHECKS",
 }
 
 
@@ -90,6 +97,10 @@ def from_environment() -> dict[str, Any]:
             settings[name] = _env_float(name, 0.0)
     if os.environ.get("MODELDESK_USAGE_FLUSH_SECONDS", "").strip():
         settings["USAGE_FLUSH_SECONDS"] = _env_float("MODELDESK_USAGE_FLUSH_SECONDS", 1.0)
+    if os.environ.get("MODELDESK_PASSWORD_CHECK_WAIT_SECONDS", "").strip():
+        settings["PASSWORD_CHECK_WAIT_SECONDS"] = _env_float(
+            "MODELDESK_PASSWORD_CHECK_WAIT_SECONDS", DEFAULT_PASSWORD_CHECK_WAIT_SECONDS
+        )
     if "MOCK_LLM_STREAM_DELAY" in os.environ:
         settings["MOCK_LLM_STREAM_DELAY"] = _env_float("MOCK_LLM_STREAM_DELAY", 0.02)
     return settings
@@ -132,6 +143,10 @@ def defaults(env: str, instance_path: str) -> dict[str, Any]:
         "USAGE_MAX_PENDING": 100_000,
         # werkzeug's default; the test configuration picks a cheap one.
         "PASSWORD_HASH_METHOD": "scrypt",
+        # Password hashes and checks at once per process (webapp.passwords), and how long
+        # one waits for a slot before the request is refused.
+        "MAX_PASSWORD_CHECKS": cpu_cores(),
+        "PASSWORD_CHECK_WAIT_SECONDS": DEFAULT_PASSWORD_CHECK_WAIT_SECONDS,
     }
 
 

@@ -14,6 +14,8 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from webapp.extensions import db
+from webapp.passwords import RETRY_AFTER_SECONDS as PASSWORD_RETRY_AFTER_SECONDS
+from webapp.passwords import PasswordChecksBusy
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,7 @@ MESSAGES = {
     500: "Something went wrong on our side. It has been logged.",
     503: "The database is not answering right now. Try again in a moment.",
 }
+PASSWORD_CHECKS_BUSY_TEXT = "Too many password checks at once: try again in a few seconds."
 # Seconds a client is asked to wait while the database is away.
 RETRY_AFTER_SECONDS = 5
 
@@ -107,6 +110,18 @@ def handle_database_error(error: DBAPIError) -> ResponseReturnValue:
     )
 
 
+def handle_password_checks_busy(error: PasswordChecksBusy) -> ResponseReturnValue:
+    """Every password check slot stayed busy (a storm of sign-ins): 503, try again soon.
+    The sign-in form answers this itself, keeping the email typed."""
+    log.warning("refused %s %s: %s", request.method, request.path, error)
+    db.session.rollback()
+    return error_response(
+        503,
+        PASSWORD_CHECKS_BUSY_TEXT,
+        headers={"Retry-After": str(PASSWORD_RETRY_AFTER_SECONDS)},
+    )
+
+
 def handle_unexpected_error(error: Exception) -> ResponseReturnValue:
     if isinstance(error, HTTPException):
         return handle_http_error(error)
@@ -117,6 +132,7 @@ def handle_unexpected_error(error: Exception) -> ResponseReturnValue:
 def register_errorhandlers(app: Flask) -> None:
     app.register_error_handler(CSRFError, handle_csrf_error)
     app.register_error_handler(DBAPIError, handle_database_error)
+    app.register_error_handler(PasswordChecksBusy, handle_password_checks_busy)
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(InternalServerError, handle_unexpected_error)
     app.register_error_handler(Exception, handle_unexpected_error)

@@ -22,6 +22,7 @@ from flask_login import current_user, login_user, logout_user
 from webapp.extensions import limiter
 from webapp.forms import AccountPasswordForm, LoginForm, SetupForm, add_errors
 from webapp.models import User
+from webapp.passwords import RETRY_AFTER_SECONDS, PasswordChecksBusy
 from webapp.services.users import (
     SetupDone,
     authenticate,
@@ -35,6 +36,7 @@ from webapp.services.users import (
 bp = Blueprint("auth", __name__)
 
 
+SIGN_INS_BUSY_TEXT = "Too many sign-ins at once: try again in a few seconds."
 # Longer than any page of this site needs; a longer `next` is ignored.
 MAX_NEXT_LENGTH = 2000
 
@@ -79,8 +81,13 @@ def login() -> ResponseReturnValue:
         return redirect(safe_next(request.args.get("next")))
     form = LoginForm()
     if form.is_submitted():
-        # Text no account can hold (NUL) is a wrong sign-in like any other.
-        user = authenticate(form.email.data, form.password.data) if form.validate() else None
+        try:
+            # Text no account can hold (NUL) is a wrong sign-in like any other.
+            user = authenticate(form.email.data, form.password.data) if form.validate() else None
+        except PasswordChecksBusy:
+            form.form_errors.append(SIGN_INS_BUSY_TEXT)
+            retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+            return render_template("auth/login.html", form=form), 503, retry
         if user is not None and user.disabled:
             # Said only to someone who knows the password: it tells no stranger who exists.
             form.form_errors.append("This account is disabled: ask an admin to enable it.")

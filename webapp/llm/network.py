@@ -15,13 +15,20 @@ A thread blocked reading a provider's socket cannot be interrupted by closing th
 from another thread; shutting the socket down can. `Cancellation` collects the sockets of
 the calls made while it is `active` (opened by our backend, or reused from the pool and
 found on the response), and `cancel()` shuts them down.
+
+A response whose content is over (a stream's `[DONE]`) still has the end of its body on the
+wire; closing it before that end closes the connection too. `finish_body` reads that end,
+within a short deadline, so the connection goes back to the pool and the next call to the
+provider skips the TCP (and TLS) handshake.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.request import getproxies
@@ -87,6 +94,66 @@ def _shut(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
+class ProviderStream(httpcore2.NetworkStream):
+    """A connection's socket stream whose reads can be given a deadline (`finish_body`):
+    httpcore passes the same read timeout to every read of a body."""
+
+    def __init__(self, stream: httpcore2.NetworkStream) -> None:
+        self._stream = stream
+        self._deadline: float | None = None
+
+    @contextlib.contextmanager
+    def deadline(self, seconds: float) -> Iterator[None]:
+        """Every read inside gives up (ReadTimeout) `seconds` from now at the latest."""
+        self._deadline = time.monotonic() + seconds
+        try:
+            yield
+        finally:
+            # The connection may go back to the pool: its next request reads as usual.
+            self._deadline = None
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        if self._deadline is not None:
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                raise httpcore2.ReadTimeout("the end of the body did not arrive in time")
+            timeout = left if timeout is None else min(timeout, left)
+        return self._stream.read(max_bytes, timeout)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore2.NetworkStream:
+        return ProviderStream(self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+def finish_body(response: httpx2.Response, rest: Iterator[bytes], within: float) -> None:
+    """Read `rest` (what is left of the response's body) to its end within `within`
+    seconds, then close the response: read to its end, its connection returns to the pool;
+    cut short (a provider that keeps the body open), the connection is closed instead.
+
+    On a connection that did not come from our backend (behind a proxy) there is no
+    deadline to set: the response is closed at once, as before.
+    """
+    stream = response.extensions.get("network_stream")
+    if isinstance(stream, ProviderStream) and not response.is_closed:
+        with stream.deadline(within), contextlib.suppress(httpx2.HTTPError, httpx2.StreamError):
+            for _ in rest:
+                pass
+    response.close()
+
+
 class ProviderBackend(SyncBackend):
     """httpcore's socket backend: resolves once, connects only to public addresses when
     asked, and hands each socket to the thread's active `Cancellation`."""
@@ -119,7 +186,7 @@ class ProviderBackend(SyncBackend):
             cancellation = getattr(_calls, "current", None)
             if cancellation is not None:
                 cancellation.add(stream.get_extra_info("socket"))
-            return stream
+            return ProviderStream(stream)
         raise error or httpcore2.ConnectError(f"{host} has no address")
 
 

@@ -22,9 +22,11 @@ from typing import Any
 import openai
 
 from webapp.llm.errors import describe_upstream_error
+from webapp.llm.network import Cancellation
 from webapp.llm.run import sdk_arguments
 from webapp.llm.secrets import mask_secrets
 from webapp.llm.specs import ModelSpec
+from webapp.llm.sse import stream_chunks
 
 # The capability columns, in the order they are reported.
 CAPABILITY_COLUMNS = (
@@ -326,11 +328,12 @@ def _probe_stream(
     pieces: list[str] = []
     finish_reason = None
     try:
-        with client.chat.completions.create(**sdk_arguments(request), timeout=time_limit) as chunks:
+        arguments = sdk_arguments(request)
+        with stream_chunks(client, arguments, Cancellation(), timeout=time_limit) as chunks:
             for chunk in chunks:
-                for choice in chunk.choices:
-                    finish_reason = choice.finish_reason or finish_reason
-                    text = _delta_text(choice.delta)
+                for choice in chunk.get("choices") or ():
+                    finish_reason = choice.get("finish_reason") or finish_reason
+                    text = _delta_text(choice.get("delta"))
                     if text:
                         pieces.append(text)
                 if time.monotonic() > deadline:
@@ -350,11 +353,10 @@ def _probe_stream(
 def _delta_text(delta: Any) -> str:
     """A chunk's text: its content, or the reasoning some providers stream before it (a
     reasoning model may spend the whole small max_tokens thinking)."""
-    if delta is None:
+    if not isinstance(delta, Mapping):
         return ""
-    extra = getattr(delta, "model_extra", None) or {}
-    reasoning = extra.get("reasoning_content") or extra.get("reasoning")
-    return delta.content or (reasoning if isinstance(reasoning, str) else "")
+    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+    return delta.get("content") or (reasoning if isinstance(reasoning, str) else "")
 
 
 def _probe_once(

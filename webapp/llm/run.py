@@ -22,6 +22,7 @@ from webapp.llm.prepare import PreparedChat, prepare_chat
 from webapp.llm.results import Result
 from webapp.llm.secrets import StreamScrubber, mask_secrets
 from webapp.llm.specs import ModelSpec
+from webapp.llm.sse import stream_chunks
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +104,23 @@ def _elapsed_ms(start: float, digits: int = 2) -> float:
 
 
 def _usage_dict(usage: Any) -> dict[str, Any] | None:
+    """Usage as a dict without its empty (None) fields, from the SDK's object or raw JSON."""
     if usage is None:
         return None
-    return usage.model_dump(exclude_none=True) if hasattr(usage, "model_dump") else dict(usage)
+    if hasattr(usage, "model_dump"):
+        return usage.model_dump(exclude_none=True)
+    return _without_none(usage)
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def _delta_content(choice: Mapping[str, Any]) -> str:
+    delta = choice.get("delta")
+    return (delta.get("content") if isinstance(delta, Mapping) else None) or ""
 
 
 def _success_value(prepared: PreparedChat, content: str, **details: Any) -> dict[str, Any]:
@@ -164,15 +179,13 @@ def stream_prepared(
     scrubber = StreamScrubber(prepared.secrets)
     cancellation = cancellation or Cancellation()
     try:
-        with cancellation.active():
-            opened = prepared.client.chat.completions.create(**sdk_arguments(prepared.request))
-        cancellation.add_response(opened.response)
-        with opened as chunks:
+        arguments = sdk_arguments(prepared.request)
+        with stream_chunks(prepared.client, arguments, cancellation) as chunks:
             for chunk in chunks:
-                usage = chunk.usage or usage
-                for choice in chunk.choices:
-                    finish_reason = choice.finish_reason or finish_reason
-                    text = scrubber.feed(choice.delta.content or "") if choice.delta else ""
+                usage = chunk.get("usage") or usage
+                for choice in chunk.get("choices") or ():
+                    finish_reason = choice.get("finish_reason") or finish_reason
+                    text = scrubber.feed(_delta_content(choice))
                     if text:
                         if first_token_ms is None:
                             first_token_ms = _elapsed_ms(start)

@@ -10,12 +10,12 @@ from flask import current_app, has_app_context
 from flask_login import UserMixin
 from sqlalchemy import CheckConstraint, String, false
 from sqlalchemy.orm import Mapped, mapped_column, validates
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from webapp.extensions import db
 from webapp.models import validation as v
 from webapp.models.llm import RecordMixin, _taken
 from webapp.models.types import UTCDateTime
+from webapp.passwords import hash_password, password_matches
 
 ROLES = ("admin", "member")
 DEFAULT_PASSWORD_HASH_METHOD = "scrypt"  # werkzeug's default
@@ -59,11 +59,11 @@ class User(UserMixin, RecordMixin, db.Model):
 
     def set_password(self, password: str) -> None:
         """Hash and keep a new password; sessions signed in with the old one end."""
-        self.password_hash = generate_password_hash(password, method=password_hash_method())
+        self.password_hash = hash_password(password, password_hash_method())
         self.session_version = (self.session_version or 0) + 1
 
     def check_password(self, password: str) -> bool:
-        return check_password_hash(self.password_hash, password)
+        return password_matches(self.password_hash, password)
 
     def _validate(self, errors: v.Errors) -> None:
         v.check_present(errors, "email", self.email)
@@ -95,8 +95,8 @@ def check_no_password(password: str) -> None:
     """Spend the same work as one password check of the configured method, on no account."""
     method = password_hash_method()
     if method not in _DUMMY_HASHES:
-        _DUMMY_HASHES[method] = generate_password_hash(secrets.token_urlsafe(16), method=method)
-    check_password_hash(_DUMMY_HASHES[method], password)
+        _DUMMY_HASHES[method] = hash_password(secrets.token_urlsafe(16), method)
+    password_matches(_DUMMY_HASHES[method], password)
 
 
 def password_errors(password: str, confirmation: str | None = None) -> v.Errors:

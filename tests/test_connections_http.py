@@ -1,0 +1,204 @@
+"""Connections to a provider are reused: a reply read to its end gives its connection back to
+the pool, for streamed replies, replies sent at once, connection tests, model lists and
+probes — counted at a real keep-alive server. A reply that is stopped still closes its
+connection at once, and a provider that never ends its body does not hold a reply up."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx2
+import pytest
+
+from tests.support.app import LiveServer
+from tests.support.chat_http import deltas_text, read_frames, send, stream, wait_for_status
+from tests.support.factories import make_model, make_provider
+from tests.support.keepalive import MODEL, REPLY, USAGE, KeepAliveProvider
+from tests.support.waiting import wait_for
+from webapp.llm.clients import ClientSettings, client_for
+from webapp.llm.probe import probe_capabilities
+from webapp.llm.run import StreamEvent, ping, run_chat, stream_chat
+from webapp.llm.specs import ModelSpec, ProviderSpec
+from webapp.models import LLMModel
+from webapp.services import replies
+
+REPLIES = 20
+# Stopping a reply must close the provider's connection this soon.
+STOP_SECONDS = 2.0
+
+
+@pytest.fixture
+def provider() -> Iterator[KeepAliveProvider]:
+    upstream = KeepAliveProvider().start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture
+def spec(provider: KeepAliveProvider) -> ModelSpec:
+    endpoint = ProviderSpec(name="Keep-alive", endpoint=provider.url)
+    return ModelSpec(
+        id=1, model=MODEL, name="Keep-alive", provider=endpoint, supports_streaming=True
+    )
+
+
+def client(spec: ModelSpec) -> Any:
+    return client_for(spec.provider, ClientSettings())
+
+
+def streamed_reply(spec: ModelSpec) -> list[StreamEvent]:
+    return list(stream_chat(spec, user_text="Hello", client=client(spec)))
+
+
+# --- the engine ------------------------------------------------------------------------------
+
+
+def test_twenty_streamed_replies_use_one_connection(
+    provider: KeepAliveProvider, spec: ModelSpec
+) -> None:
+    for _ in range(REPLIES):
+        events = streamed_reply(spec)
+        assert events[-1].type == "done"
+        result = events[-1].result
+        assert result is not None
+        assert result.value["assistant_message"]["content"] == REPLY
+        assert result.value["usage"] == USAGE
+
+    assert provider.accepted == 1
+
+
+def test_a_provider_ending_its_lines_with_crlf_streams_the_same_reply(
+    provider: KeepAliveProvider, spec: ModelSpec
+) -> None:
+    provider.line_end = "\r\n"
+    for _ in range(2):
+        events = streamed_reply(spec)
+        assert "".join(e.content for e in events) == REPLY
+        assert events[-1].type == "done"
+
+    assert provider.accepted == 1
+
+
+def test_twenty_replies_sent_at_once_use_one_connection(
+    provider: KeepAliveProvider, spec: ModelSpec
+) -> None:
+    for _ in range(REPLIES):
+        result = run_chat(spec, user_text="Hello", client=client(spec))
+        assert result.success, result.errors
+
+    assert provider.accepted == 1
+
+
+def test_twenty_connection_tests_use_one_connection(
+    provider: KeepAliveProvider, spec: ModelSpec
+) -> None:
+    for _ in range(REPLIES):
+        result = ping(spec, client(spec))
+        assert result.success, result.errors
+
+    assert provider.accepted == 1
+
+
+def test_listing_models_reuses_the_connection(provider: KeepAliveProvider, spec: ModelSpec) -> None:
+    for _ in range(REPLIES):
+        assert [model.id for model in client(spec).models.list()] == [MODEL]
+
+    assert provider.accepted == 1
+
+
+def test_a_second_round_of_probes_opens_no_new_connection(
+    provider: KeepAliveProvider, spec: ModelSpec
+) -> None:
+    first = probe_capabilities(spec, client(spec), time_limit=10)
+    after_first = provider.accepted
+    second = probe_capabilities(spec, client(spec), time_limit=10)
+
+    streaming = [o for o in second.observations if o.column == "supports_streaming"]
+    assert [o.observed for o in streaming] == [True]
+    assert first.observations == second.observations
+    assert provider.accepted == after_first
+
+
+def test_a_provider_that_never_ends_its_body_does_not_hold_the_reply_up(
+    provider: KeepAliveProvider, spec: ModelSpec
+) -> None:
+    provider.hold_after_done = True
+    started = time.monotonic()
+    events = streamed_reply(spec)
+    elapsed = time.monotonic() - started
+
+    assert events[-1].type == "done"
+    # The rest of the body is waited for half a second; the generous bound is for CI.
+    assert elapsed < 5.0
+    # Its connection could not be reused: the next reply opens another.
+    provider.hold_after_done = False
+    assert streamed_reply(spec)[-1].type == "done"
+    assert provider.accepted == 2
+
+
+def test_a_cancelled_stream_on_a_reused_connection_closes_it_at_once(
+    provider: KeepAliveProvider, spec: ModelSpec
+) -> None:
+    # A reply first, so the next one runs on a pooled connection, whose socket the
+    # cancellation finds on the response (it never passes the connect).
+    assert streamed_reply(spec)[-1].type == "done"
+    provider.hold_before_done = True
+    events = stream_chat(spec, user_text="Hello", client=client(spec))
+    seen: list[StreamEvent] = []
+    reader = threading.Thread(target=lambda: seen.extend(events), daemon=True)
+    reader.start()
+    assert wait_for(lambda: "".join(e.content for e in seen) == REPLY)
+
+    cancelled = time.monotonic()
+    events.cancel()
+
+    assert wait_for(lambda: provider.left_at, timeout=10)
+    assert provider.left_at[0] - cancelled < STOP_SECONDS
+    reader.join(timeout=10)
+    assert seen[-1].type == "error"
+    assert provider.accepted == 1
+
+
+# --- the chat page ---------------------------------------------------------------------------
+
+
+def keepalive_model(provider: KeepAliveProvider) -> LLMModel:
+    row = make_provider(name="Keep-alive", base_url=provider.url.removesuffix("/v1"))
+    return make_model(row, model=MODEL, name="Keep-alive", enabled=True, supports_streaming=True)
+
+
+def test_twenty_chat_page_replies_use_one_upstream_connection(
+    live_server: LiveServer, member_http: httpx2.Client, provider: KeepAliveProvider
+) -> None:
+    model = keepalive_model(provider)
+    for _ in range(REPLIES):
+        message_id = send(member_http, model, "Hello")
+        _, frames = stream(member_http, message_id)
+        assert deltas_text(frames) == REPLY
+        assert wait_for_status(message_id, {"complete"}).status == "complete"
+
+    assert provider.accepted == 1
+
+
+def test_a_reader_leaving_mid_reply_closes_the_upstream_connection_within_2_s(
+    live_server: LiveServer, member_http: httpx2.Client, provider: KeepAliveProvider
+) -> None:
+    live_server.app.extensions["reply_limits"] = replies.ReplyLimits(heartbeat_seconds=0.1)
+    model = keepalive_model(provider)
+    provider.hold_before_done = True
+    message_id = send(member_http, model, "Hello")
+
+    with member_http.stream("GET", f"/messages/{message_id}/stream") as response:
+        text = ""
+        for frame in read_frames(response.iter_lines()):
+            text += frame.data if frame.event == "delta" else ""
+            if text == REPLY:
+                break
+    left = time.monotonic()
+
+    assert wait_for(lambda: provider.left_at, timeout=10)
+    assert provider.left_at[0] - left < STOP_SECONDS
+    assert wait_for_status(message_id, {"stopped"}).status == "stopped"
