@@ -22,7 +22,7 @@ from webapp.llm.clients import ClientSettings, client_for
 from webapp.llm.probe import probe_capabilities
 from webapp.llm.run import StreamEvent, ping, run_chat, stream_chat
 from webapp.llm.specs import ModelSpec, ProviderSpec
-from webapp.models import LLMModel
+from webapp.models import CAPABILITY_COLUMNS, LLMModel
 from webapp.services import replies
 
 REPLIES = 20
@@ -109,17 +109,18 @@ def test_listing_models_reuses_the_connection(provider: KeepAliveProvider, spec:
     assert provider.accepted == 1
 
 
-def test_a_second_round_of_probes_opens_no_new_connection(
+def test_two_rounds_of_probes_open_no_more_connections_than_run_at_once(
     provider: KeepAliveProvider, spec: ModelSpec
 ) -> None:
     first = probe_capabilities(spec, client(spec), time_limit=10)
-    after_first = provider.accepted
     second = probe_capabilities(spec, client(spec), time_limit=10)
 
     streaming = [o for o in second.observations if o.column == "supports_streaming"]
     assert [o.observed for o in streaming] == [True]
     assert first.observations == second.observations
-    assert provider.accepted == after_first
+    # The five probes of a round run at once, so a round may need up to five connections
+    # (how many depends on timing); ten requests on ten connections would mean none reused.
+    assert provider.accepted <= len(CAPABILITY_COLUMNS)
 
 
 def test_a_provider_that_never_ends_its_body_does_not_hold_the_reply_up(
