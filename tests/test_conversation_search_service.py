@@ -176,3 +176,11 @@ def test_snippet_and_title_text_are_kept_as_typed_for_escaping_later() -> None:
 
     assert fragments == [Fragment("<b>"), Fragment("bold", True), Fragment("</b> claim")]
     assert marked(snippet("x " * 200 + "needle in <script>", ["needle"])) == ["needle"]
+
+
+def test_the_last_word_marks_the_whole_words_it_starts() -> None:
+    assert marked(highlight("Streaming streams upstream", ["stream"])) == [
+        "Streaming",
+        "streams",
+    ]
+    assert marked(highlight("stream streaming", ["stream", "x"])) == ["stream"]

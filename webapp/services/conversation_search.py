@@ -183,7 +183,7 @@ def snippet(content: str, words: list[str]) -> list[Fragment]:
 
 
 def _marker(words: list[str]) -> re.Pattern[str]:
-    # Whole words, except the last one, which may be the start of a longer word.
-    whole = [re.escape(word) for word in words[:-1]]
-    alternatives = [rf"{word}(?![^\W_])" for word in whole] + [re.escape(words[-1])]
+    # Whole words; the last one also as the start of a longer word, marked whole.
+    whole = [rf"{re.escape(word)}(?![^\W_])" for word in words[:-1]]
+    alternatives = [*whole, rf"{re.escape(words[-1])}[^\W_]*"]
     return re.compile(rf"(?<![^\W_])(?:{'|'.join(alternatives)})", re.IGNORECASE)
