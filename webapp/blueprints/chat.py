@@ -146,17 +146,16 @@ def search() -> ResponseReturnValue:
         chats.find_conversation(current_user.id, conversation_id) if conversation_id else None
     )
     hits = conversation_search.search(current_user.id, query) if query.strip() else None
-    if not is_htmx_fragment_request():
-        if conversation is None:
-            conversations = chats.list_conversations(current_user.id, limit=1)
-            conversation = conversations[0] if conversations else None
-        return _page(conversation, search_query=query, hits=hits)
-    if hits is not None:
+    if hits is not None and is_htmx_fragment_request():
         return render_template("chat/_search_results.html", hits=hits, search_query=query)
     conversations = chats.list_conversations(current_user.id)
-    return render_template(
-        "chat/_conversation_list.html", conversations=conversations, conversation=conversation
-    )
+    if is_htmx_fragment_request():
+        return render_template(
+            "chat/_conversation_list.html", conversations=conversations, conversation=conversation
+        )
+    if conversation is None and conversations:
+        conversation = conversations[0]  # what the home page would show
+    return _page(conversation, conversations=conversations, search_query=query, hits=hits)
 
 
 @bp.get("/c/<id:conversation_id>/export.md")
