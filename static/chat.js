@@ -4,20 +4,29 @@
   "use strict";
 
   var PHONE = window.matchMedia("(max-width: 800px)");
-  var FOLLOW_SLACK_PX = 160;
+  // How near the end of the transcript still counts as "at the bottom": less than one turn
+  // of a mouse wheel, so scrolling up by any amount stops the following.
+  var FOLLOW_SLACK_PX = 40;
   var STOP_SETTLE_MS = 400;
   var following = true;
+  // Where toBottom() left the transcript: a scroll event that is not above it was ours (or
+  // the text grew under it), not the reader scrolling up.
+  var followedTo = 0;
 
   function composer() { return document.getElementById("composer"); }
+  function transcript() { return document.getElementById("transcript"); }
   function liveReplies() { return document.querySelectorAll("#transcript [sse-connect]"); }
 
-  function nearBottom() {
-    var root = document.documentElement;
-    return root.scrollHeight - (window.scrollY + window.innerHeight) < FOLLOW_SLACK_PX;
+  // The transcript scrolls inside the page (the page itself does not, so the top bar stays).
+  function nearBottom(log) {
+    return log.scrollHeight - (log.scrollTop + log.clientHeight) < FOLLOW_SLACK_PX;
   }
 
   function toBottom() {
-    window.scrollTo(0, document.documentElement.scrollHeight);
+    var log = transcript();
+    if (!log) return;
+    log.scrollTop = log.scrollHeight;
+    followedTo = log.scrollTop;
   }
 
   function refreshBudget() {
@@ -49,8 +58,12 @@
     }
   });
 
-  // Follow a streaming reply down the page, unless the reader scrolled up to read.
-  window.addEventListener("scroll", function () { following = nearBottom(); }, { passive: true });
+  // Follow a streaming reply while the reader is at the bottom; scrolling up to read stops
+  // it, scrolling back down resumes it. (Scroll events do not bubble: listen in capture.)
+  document.addEventListener("scroll", function (event) {
+    var log = event.target;
+    if (log.id === "transcript") following = log.scrollTop >= followedTo || nearBottom(log);
+  }, { capture: true, passive: true });
   document.body.addEventListener("htmx:sseMessage", function () {
     if (following) toBottom();
   });

@@ -2,11 +2,11 @@
 
 A harness init script (injected by Playwright, not by the page, so the CSP does not apply to
 it) collects `securitypolicyviolation` events into `window.__csp`. An admin walks through
-every page — setup, sign-out, sign-in, the chat with a streamed reply, providers, models,
-presets, the import page, a 404 — and on each one there must be no violation, no console
-error, no page error, and the CSP header on every response. The htmx features are then used
-for real (a boosted navigation, the inline enable switch, a connection test, a streamed
-reply), so the test cannot pass because htmx was silently blocked.
+every page — setup, sign-out, sign-in, the chat with a streamed reply and its search,
+providers, models, presets, the import page, a 404 — and on each one there must be no
+violation, no console error, no page error, and the CSP header on every response. The htmx
+features are then used for real (a boosted navigation, the inline enable switch, a
+connection test, a streamed reply), so the test cannot pass because htmx was silently blocked.
 """
 
 from __future__ import annotations
@@ -145,6 +145,12 @@ def test_the_csp_holds_on_every_page_and_htmx_works_under_it(
         re.compile(mock_reply_pattern(prompt))
     )
     watch.check("the conversation reloaded")
+
+    # Search: typing swaps the sidebar's list (htmx); the form's plain GET is a page.
+    page.get_by_role("searchbox", name="Search conversations").fill("strict")
+    expect(page.locator("#conversation-list .hit-title mark")).to_have_text("strict")
+    watch.check("the sidebar's search")
+    watch.visit("/chat/search?q=strict", f"{prompt} · ModelDesk")
 
     # A boosted navigation swaps the body in place: the same document, no reload.
     page.evaluate("() => { window.__sameDocument = true; }")

@@ -9,11 +9,13 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from webapp.extensions import db as _db
+from webapp.models.chat import described_by_models
 
 
 def test_models_and_migrated_schema_agree(db: Any) -> None:
     with db.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        opts = {"compare_type": True, "include_name": described_by_models}
+        context = MigrationContext.configure(connection, opts=opts)
         diff = compare_metadata(context, _db.metadata)
     assert diff == []
 

@@ -15,6 +15,7 @@ from webapp.errors import register_errorhandlers
 from webapp.extensions import csrf, db, limiter, migrate
 from webapp.http_headers import init_http_headers
 from webapp.logging_filters import install_log_scrubbing
+from webapp.models.chat import described_by_models
 from webapp.passwords import init_password_gate
 from webapp.routing import IdConverter
 from webapp.security import init_security
@@ -58,7 +59,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
+    migrate.init_app(
+        app, db, directory=str(PROJECT_ROOT / "migrations"), include_name=described_by_models
+    )
     csrf.init_app(app)
     limiter.init_app(app)
     init_security(app)

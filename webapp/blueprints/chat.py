@@ -8,6 +8,7 @@ final `_message.html`).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import replace
@@ -36,12 +37,14 @@ from webapp.forms.composer import read_draft, row_id
 from webapp.htmx import is_htmx_fragment_request, keep_address, redirect_for_htmx
 from webapp.models import ChatMessage, Conversation
 from webapp.models.validation import Errors
+from webapp.services import conversation_search, replies, transcript_export
 from webapp.services import conversations as chats
-from webapp.services import replies
 from webapp.services.presets import presets_of
 
 bp = Blueprint("chat", __name__, url_prefix="/")
 
+# Longer than anything worth searching for; the rest of a pasted page is ignored.
+MAX_SEARCH_CHARS = 200
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 # SSE ends a line at CR, LF or CRLF; each line of a payload needs its own "data:" field.
 _SSE_LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -129,12 +132,65 @@ def delete(conversation_id: int) -> ResponseReturnValue:
     return redirect_for_htmx(url_for("chat.index"))
 
 
+# --- search and export -----------------------------------------------------------------------
+
+
+@bp.get("/chat/search")
+def search() -> ResponseReturnValue:
+    """The sidebar's search box. htmx swaps the answer over the conversation list (the list
+    itself when the box is empty); without JavaScript the form's GET shows the whole page,
+    the results in the sidebar."""
+    query = request.args.get("q", "")[:MAX_SEARCH_CHARS]
+    conversation_id = row_id(request.args.get("conversation_id"))
+    conversation = (
+        chats.find_conversation(current_user.id, conversation_id) if conversation_id else None
+    )
+    hits = conversation_search.search(current_user.id, query) if query.strip() else None
+    if hits is not None and is_htmx_fragment_request():
+        return render_template("chat/_search_results.html", hits=hits, search_query=query)
+    conversations = chats.list_conversations(current_user.id)
+    if is_htmx_fragment_request():
+        return render_template(
+            "chat/_conversation_list.html", conversations=conversations, conversation=conversation
+        )
+    if conversation is None and conversations:
+        conversation = conversations[0]  # what the home page would show
+    return _page(conversation, conversations=conversations, search_query=query, hits=hits)
+
+
+@bp.get("/c/<id:conversation_id>/export.md")
+def export_markdown(conversation_id: int) -> ResponseReturnValue:
+    conversation = _own_conversation(conversation_id)
+    body = transcript_export.as_markdown(conversation, chats.transcript(conversation))
+    return _attachment(body, "text/markdown; charset=utf-8", conversation, "md")
+
+
+@bp.get("/c/<id:conversation_id>/export.json")
+def export_json(conversation_id: int) -> ResponseReturnValue:
+    conversation = _own_conversation(conversation_id)
+    document = transcript_export.as_json(conversation, chats.transcript(conversation))
+    body = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+    return _attachment(body, "application/json; charset=utf-8", conversation, "json")
+
+
+def _attachment(
+    body: str, content_type: str, conversation: Conversation, extension: str
+) -> Response:
+    response = make_response(body)
+    response.content_type = content_type
+    filename = transcript_export.export_filename(conversation, extension)
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
 def _page(
     conversation: Conversation | None,
     *,
     conversations: list[Conversation] | None = None,
     composer: chats.Composer | None = None,
     rename: tuple[int, str, Errors] | None = None,
+    search_query: str = "",
+    hits: list[conversation_search.SearchHit] | None = None,
     status: int = 200,
 ) -> Response:
     messages: list[ChatMessage] = []
@@ -154,6 +210,8 @@ def _page(
         "messages": messages,
         "composer": composer or chats.composer_for(current_user.id, conversation),
         "rename": rename,
+        "search_query": search_query,
+        "hits": hits,
     }
     return make_response(render_template("chat/index.html", **context), status)
 
