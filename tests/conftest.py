@@ -18,6 +18,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from flask_migrate import upgrade
+from hypothesis import settings
 
 from tests.support.app import LiveServer, make_config
 from tests.support.database import drop_everything, empty_tables
@@ -33,6 +34,10 @@ from webapp import create_app
 from webapp.extensions import db as _db
 
 pytest_plugins = ["tests.support.mock_fixtures", "tests.support.outage_fixtures"]
+
+# No wall-clock limit per example: CI is a loaded 2-core box, and speed is a benchmark's job.
+settings.register_profile("modeldesk", deadline=None)
+settings.load_profile("modeldesk")
 
 
 @pytest.fixture(scope="session")
