@@ -90,6 +90,7 @@ def test_an_outage_loses_nothing_and_the_rows_appear_when_the_database_answers(
             assert usage.flush() == 0
             assert usage.flush() == 0
         assert usage.pending_count() == 2
+        assert app.extensions["usage"].failing
         # Said once, not at every retry.
         assert len([r for r in caplog.records if "did not answer" in r.message]) == 1
         usage.record(usage_event(app_key_id=3))
@@ -99,6 +100,7 @@ def test_an_outage_loses_nothing_and_the_rows_appear_when_the_database_answers(
         outage.remove()
     assert [row.app_key_id for row in stored_usage()] == [1, 2, 3]
     assert usage.pending_count() == 0
+    assert not app.extensions["usage"].failing
 
 
 def test_past_the_bound_the_oldest_events_are_dropped_and_counted(

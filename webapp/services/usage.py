@@ -218,6 +218,11 @@ class UsageBuffer:
     def __len__(self) -> int:
         return len(self._events)
 
+    @property
+    def failing(self) -> bool:
+        """The last flush found the database away."""
+        return self._failing
+
     def add(self, event: UsageEvent) -> bool:
         """Keep `event`; True when a whole batch is waiting."""
         with self._lock:
@@ -346,9 +351,9 @@ def _insert_alone(engine: Engine, row: dict[str, Any]) -> int:
 
 
 class _Writer:
-    """The process's writer thread: flushes every live buffer each interval, or sooner when a
-    batch is waiting. Started on the first event, so a server that forks after loading the app
-    starts its own in each worker."""
+    """The process's writer thread: flushes the buffers of the apps that write in the
+    background each interval, or sooner when a batch is waiting. Started on the first event,
+    so a server that forks after loading the app starts its own in each worker."""
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
@@ -405,9 +410,11 @@ def _live_buffers() -> list[UsageBuffer]:
 
 def record(event: UsageEvent) -> None:
     """Keep `event` for the usage tables; never blocks on the database (the hot path calls it)."""
-    batch_waiting = _current_buffer().add(event)
+    buffer = _current_buffer()
+    batch_waiting = buffer.add(event)
     writer = _writer if _writer is not None and _writer.pid == os.getpid() else _start_writer()
-    if writer is not None and batch_waiting:
+    # While the database is away the writer retries at its own pace, not at every request.
+    if writer is not None and batch_waiting and not buffer.failing:
         writer.wake.set()
 
 
