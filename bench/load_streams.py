@@ -155,6 +155,11 @@ async def sign_in(client: httpx2.AsyncClient) -> None:
         data={"email": "load@example.com", "password": PASSWORD, "csrf_token": token.group(1)},
     )
     assert response.status_code in (302, 303), response.status_code
+    # Signing in starts a new session, and with it a new CSRF token.
+    home = await client.get("/")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', home.text)
+    assert token, "no CSRF token on the home page"
+    client.headers["X-CSRFToken"] = token.group(1)
 
 
 async def post_message(client: httpx2.AsyncClient, model_id: int) -> int:
@@ -333,7 +338,13 @@ def main() -> None:
     )
     app = start_gunicorn(
         app_port,
-        {**common, "WEB_CONCURRENCY": str(args.workers), "MODELDESK_MAX_STREAMS": str(threads - 8)},
+        {
+            **common,
+            "WEB_CONCURRENCY": str(args.workers),
+            "MODELDESK_MAX_STREAMS": str(threads - 8),
+            # Every stream is one user's here: the per-user cap would refuse all but three.
+            "MODELDESK_MAX_STREAMS_PER_USER": str(largest),
+        },
         threads,
         folder / "app.log",
     )
