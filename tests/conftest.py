@@ -32,6 +32,7 @@ from tests.support.users import (
 )
 from webapp import create_app
 from webapp.extensions import db as _db
+from webapp.passwords import PasswordGate
 
 pytest_plugins = ["tests.support.mock_fixtures", "tests.support.outage_fixtures"]
 
@@ -198,3 +199,12 @@ def admin_page(live_server: LiveServer, admin: Any, page: Any) -> Any:
 def member_page(live_server: LiveServer, member: Any, page: Any) -> Any:
     browser_sign_in(page, live_server, MEMBER_EMAIL)
     return page
+
+
+@pytest.fixture
+def full_gate(app: Flask) -> Iterator[PasswordGate]:
+    """A one-slot password gate with a short wait, its slot taken for the whole test."""
+    gate = PasswordGate(1, 0.05)
+    app.extensions["password_gate"] = gate
+    with gate.slot():
+        yield gate

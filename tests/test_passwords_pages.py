@@ -3,10 +3,8 @@ that says to try again shortly, never a hang or a 500."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -14,14 +12,6 @@ from tests.support.users import MEMBER_EMAIL, PASSWORD
 from webapp.passwords import RETRY_AFTER_SECONDS, PasswordGate
 
 NEW_PASSWORD = "another horse battery"
-
-
-@pytest.fixture
-def full_gate(app: Flask) -> Iterator[PasswordGate]:
-    gate = PasswordGate(1, 0.05)
-    app.extensions["password_gate"] = gate
-    with gate.slot():
-        yield gate
 
 
 def test_changing_your_password_while_checks_are_busy_says_try_again(

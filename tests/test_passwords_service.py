@@ -3,7 +3,7 @@ no slot free within the wait is refused instead of queueing without end."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,15 +20,6 @@ from webapp.services.users import (
 )
 
 NEW_PASSWORD = "another horse battery"
-
-
-@pytest.fixture
-def full_gate(app: Flask) -> Iterator[PasswordGate]:
-    """A one-slot gate with a short wait, its slot taken for the whole test."""
-    gate = PasswordGate(1, 0.05)
-    app.extensions["password_gate"] = gate
-    with gate.slot():
-        yield gate
 
 
 def test_a_free_slot_is_taken_and_given_back(app: Flask, member: Any) -> None:
