@@ -24,7 +24,7 @@ workers = _int("WEB_CONCURRENCY", 2)
 # Each open chat stream holds a thread (plus one more when the mock answers from this same
 # server): size threads for the streams you expect per worker.
 threads = _int("MODELDESK_THREADS", 64)
-# Per-process stream cap (webapp/services/replies.py): below the thread count, leaving
+# Per-process stream cap (webapp/services/reply_limits.py): below the thread count, leaving
 # threads for pages and for a mock answering from this same server.
 os.environ.setdefault("MODELDESK_MAX_STREAMS", str(max(1, (threads - 4) // 2)))
 # gthread's timeout is the worker heartbeat, not a per-request limit: streams may run longer.

@@ -23,7 +23,7 @@ from webapp.extensions import db as _db
 from webapp.models import ChatMessage, Conversation, LLMModel, User
 from webapp.models.types import utcnow
 from webapp.services import conversations as chats
-from webapp.services import replies, run_chat
+from webapp.services import replies, reply_limits, reply_recorder, run_chat
 from webapp.services.chat import preview_prompt_budget
 from webapp.services.presets import default_preset_of
 
@@ -779,7 +779,7 @@ def test_the_recorder_saves_text_as_it_streams_and_once_at_the_end(
     [_, reply] = messages_of(conversation_id)
     assert replies.claim(reply.id)
     assert not replies.claim(reply.id)
-    recorder = replies.ReplyRecorder(
+    recorder = reply_recorder.ReplyRecorder(
         _db.engine, reply.id, model_name="Acme One", preset_name="Balanced", checkpoint_seconds=0
     )
 
@@ -802,7 +802,7 @@ def test_a_reply_whose_conversation_was_deleted_still_ends_cleanly(
     conversation_id = new_conversation(member_client, model)
     reply_id = messages_of(conversation_id)[1].id
     replies.claim(reply_id)
-    recorder = replies.ReplyRecorder(_db.engine, reply_id, model_name="m", preset_name=None)
+    recorder = reply_recorder.ReplyRecorder(_db.engine, reply_id, model_name="m", preset_name=None)
     member_client.post(f"/c/{conversation_id}/delete")
 
     recorder.add("orphan")
@@ -822,7 +822,7 @@ def test_a_failure_on_our_side_mid_stream_still_ends_and_saves(
     conversation_id = new_conversation(member_client, model)
     reply_id = messages_of(conversation_id)[1].id
     replies.claim(reply_id)
-    recorder = replies.ReplyRecorder(_db.engine, reply_id, model_name="m", preset_name=None)
+    recorder = reply_recorder.ReplyRecorder(_db.engine, reply_id, model_name="m", preset_name=None)
 
     def events() -> Any:
         yield StreamEvent("delta", content="partial <text>")
@@ -830,7 +830,7 @@ def test_a_failure_on_our_side_mid_stream_still_ends_and_saves(
 
     with app.test_request_context():
         reply = replies.ReplyStream(
-            ChatStream(events()), recorder, replies.ReplyLimits(), on_close=lambda: None
+            ChatStream(events()), recorder, reply_limits.ReplyLimits(), on_close=lambda: None
         )
         frames = list(_frames(reply))
 

@@ -23,7 +23,7 @@ from webapp.llm.probe import probe_capabilities
 from webapp.llm.run import StreamEvent, ping, run_chat, stream_chat
 from webapp.llm.specs import ModelSpec, ProviderSpec
 from webapp.models import CAPABILITY_COLUMNS, LLMModel
-from webapp.services import replies
+from webapp.services import reply_limits
 
 REPLIES = 20
 # Stopping a reply must close the provider's connection this soon.
@@ -187,7 +187,7 @@ def test_twenty_chat_page_replies_use_one_upstream_connection(
 def test_a_reader_leaving_mid_reply_closes_the_upstream_connection_within_2_s(
     live_server: LiveServer, member_http: httpx2.Client, provider: KeepAliveProvider
 ) -> None:
-    live_server.app.extensions["reply_limits"] = replies.ReplyLimits(heartbeat_seconds=0.1)
+    live_server.app.extensions["reply_limits"] = reply_limits.ReplyLimits(heartbeat_seconds=0.1)
     model = keepalive_model(provider)
     provider.hold_before_done = True
     message_id = send(member_http, model, "Hello")

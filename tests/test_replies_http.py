@@ -34,13 +34,13 @@ from tests.support.waiting import wait_for
 from webapp.extensions import db as _db
 from webapp.models import ChatMessage, LLMModel
 from webapp.services import conversations as chats
-from webapp.services import replies
+from webapp.services import replies, reply_limits, reply_recorder
 
 LONG = " ".join(["Replies stream piece by piece over one response."] * 8)
 
 
 def set_limits(live_server: LiveServer, **limits: Any) -> None:
-    live_server.app.extensions["reply_limits"] = replies.ReplyLimits(**limits)
+    live_server.app.extensions["reply_limits"] = reply_limits.ReplyLimits(**limits)
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ class Reader:
 def test_one_user_cannot_take_every_stream_slot(
     live_server: LiveServer, member_http: httpx2.Client, admin_http: httpx2.Client
 ) -> None:
-    live_server.app.extensions["user_streams"] = replies.UserStreams(1)
+    live_server.app.extensions["user_streams"] = reply_limits.UserStreams(1)
     model = mock_model(mock_provider(live_server, "chunk_delay=0.05"))
     first_id = send(member_http, model, LONG)
     first = Reader(member_http, first_id)
@@ -197,7 +197,7 @@ def test_a_reply_streaming_through_a_database_blip_ends_once_and_is_saved_when_i
     outage: DatabaseOutage,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(replies, "SAVE_RETRY_SECONDS", 0.1)
+    monkeypatch.setattr(reply_recorder, "SAVE_RETRY_SECONDS", 0.1)
     model = mock_model(mock_provider(live_server, "chunk_delay=0.02"))
     message_id = send(member_http, model, LONG)
 
@@ -228,7 +228,7 @@ def test_checkpoints_append_only_the_new_text(app: Flask, member: Any) -> None:
     assert choice is not None
     _, reply = chats.add_turn(conversation, choice)
     assert replies.claim(reply.id)
-    recorder = replies.ReplyRecorder(
+    recorder = reply_recorder.ReplyRecorder(
         _db.engine, reply.id, model_name="m", preset_name=None, checkpoint_seconds=0
     )
     written: list[Any] = []
@@ -261,7 +261,7 @@ def test_postgresql_stopping_mid_reply_loses_nothing_the_reader_saw(
     cut_database: tuple[LiveServer, TcpProxy], member: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server, proxy = cut_database
-    monkeypatch.setattr(replies, "SAVE_RETRY_SECONDS", 0.1)
+    monkeypatch.setattr(reply_recorder, "SAVE_RETRY_SECONDS", 0.1)
     client = signed_in_client(server)
     model = mock_model(mock_provider(server, "chunk_delay=0.02"))
     message_id = send(client, model, LONG)

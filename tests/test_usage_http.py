@@ -10,7 +10,7 @@ from tests.support.chat_http import mock_model, mock_provider, send, stream, wai
 from tests.support.usage import stored_usage
 from webapp.llm import results as codes
 from webapp.models import ChatMessage, User
-from webapp.services import usage
+from webapp.services import usage, usage_reports
 
 
 def flush_server(live_server: LiveServer) -> None:
@@ -41,7 +41,7 @@ def test_a_streamed_reply_is_one_usage_row_with_the_providers_tokens(
         False,
     )
     assert (row.ttft_ms, row.total_ms) == (message.ttft_ms, message.total_ms)
-    [summary] = usage.summary()
+    [summary] = usage_reports.summary()
     assert (summary.key, summary.model, summary.requests, summary.errors) == (
         member.email,
         "mock",

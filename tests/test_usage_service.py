@@ -22,8 +22,8 @@ from webapp.extensions import db as _db
 from webapp.llm import results as codes
 from webapp.llm.budget import default_estimator
 from webapp.models import User
-from webapp.services import usage
-from webapp.services.usage import UsageFilters
+from webapp.services import usage, usage_reports
+from webapp.services.usage_reports import UsageFilters
 
 
 def record_all(*events: usage.UsageEvent) -> None:
@@ -287,7 +287,7 @@ def test_summary_counts_requests_errors_and_tokens_per_key_and_model(
 ) -> None:
     rows = [
         (r.key, r.model, r.requests, r.errors, r.prompt_tokens, r.completion_tokens)
-        for r in usage.summary()
+        for r in usage_reports.summary()
     ]
     assert rows == [
         ("key #1", "mock", 3, 1, 20, 40),
@@ -300,7 +300,7 @@ def test_summary_filters_by_key_user_model_and_days(history: dict[str, Any]) -> 
     model, member = history["model"], history["member"]
 
     def keys(filters: UsageFilters) -> list[tuple[str, int]]:
-        return [(row.key, row.requests) for row in usage.summary(filters)]
+        return [(row.key, row.requests) for row in usage_reports.summary(filters)]
 
     assert keys(UsageFilters(app_key_id=1)) == [("key #1", 3)]
     assert keys(UsageFilters(user_id=member.id)) == [(MEMBER_EMAIL, 1)]
@@ -310,7 +310,9 @@ def test_summary_filters_by_key_user_model_and_days(history: dict[str, Any]) -> 
 
 
 def test_daily_series_fills_every_day_of_the_range(history: dict[str, Any]) -> None:
-    series = usage.daily_series(UsageFilters.for_days(date(2026, 11, 27), date(2026, 12, 1)))
+    series = usage_reports.daily_series(
+        UsageFilters.for_days(date(2026, 11, 27), date(2026, 12, 1))
+    )
     assert [(p.day.isoformat(), p.requests, p.errors) for p in series] == [
         ("2026-11-27", 0, 0),
         ("2026-11-28", 2, 1),  # 12:00 and 23:00 UTC: one day, whatever the server's zone
@@ -321,7 +323,7 @@ def test_daily_series_fills_every_day_of_the_range(history: dict[str, Any]) -> N
 
 
 def test_daily_series_without_a_range_spans_the_recorded_days(history: dict[str, Any]) -> None:
-    series = usage.daily_series()
+    series = usage_reports.daily_series()
     assert (series[0].day, series[-1].day, len(series)) == (
         date(2026, 11, 28),
         date(2026, 11, 30),
@@ -330,16 +332,16 @@ def test_daily_series_without_a_range_spans_the_recorded_days(history: dict[str,
 
 
 def test_nothing_recorded_gives_no_rows_and_no_days(app: Flask) -> None:
-    assert usage.summary() == []
-    assert usage.daily_series() == []
+    assert usage_reports.summary() == []
+    assert usage_reports.daily_series() == []
     since = UsageFilters.last_days(7)
     assert since.since is not None and since.until is None
-    assert [p.requests for p in usage.daily_series(since)] == [0] * 8
+    assert [p.requests for p in usage_reports.daily_series(since)] == [0] * 8
 
 
 def test_export_rows_are_the_filtered_records_oldest_first(history: dict[str, Any]) -> None:
-    lines = list(usage.csv_lines(usage.export_rows(UsageFilters(app_key_id=1))))
-    assert lines[0] == ",".join(usage.EXPORT_HEADERS) + "\r\n"
+    lines = list(usage_reports.csv_lines(usage_reports.export_rows(UsageFilters(app_key_id=1))))
+    assert lines[0] == ",".join(usage_reports.EXPORT_HEADERS) + "\r\n"
     assert len(lines) == 4
     assert lines[1].startswith("2026-11-28T12:00:00+00:00,gateway,key #1,mock,,200,,10,20,0,")
     assert ",502,,,,0," in lines[2]  # no tokens reported: blank, not zero
@@ -348,15 +350,15 @@ def test_export_rows_are_the_filtered_records_oldest_first(history: dict[str, An
 def test_csv_cells_a_spreadsheet_would_run_are_defused(app: Flask) -> None:
     usage.record(usage_event(model_key='=HYPERLINK("http://x")'))
     usage.flush()
-    [_, line] = list(usage.csv_lines(usage.export_rows()))
+    [_, line] = list(usage_reports.csv_lines(usage_reports.export_rows()))
     assert ',"\'=HYPERLINK(""http://x"")",' in line
 
 
 def test_filter_menus_list_who_and_which_model_has_usage(history: dict[str, Any]) -> None:
     member, model = history["member"], history["model"]
-    assert [(c.value, c.label) for c in usage.key_choices()] == [
+    assert [(c.value, c.label) for c in usage_reports.key_choices()] == [
         ("key:1", "key #1"),
         ("key:2", "key #2"),
         (f"user:{member.id}", MEMBER_EMAIL),
     ]
-    assert [(c.value, c.label) for c in usage.model_choices()] == [(str(model.id), "acme")]
+    assert [(c.value, c.label) for c in usage_reports.model_choices()] == [(str(model.id), "acme")]

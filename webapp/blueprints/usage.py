@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 
 from webapp.charts import day_bars
 from webapp.forms.usage import UsageQuery
-from webapp.services import usage
+from webapp.services import usage, usage_reports
 
 bp = Blueprint("usage", __name__)
 
@@ -34,14 +34,14 @@ def index() -> ResponseReturnValue:
     usage.flush()  # this process's newest requests count too
     context = {
         "query": query,
-        "key_choices": usage.key_choices(),
-        "model_choices": usage.model_choices(),
+        "key_choices": usage_reports.key_choices(),
+        "model_choices": usage_reports.model_choices(),
         "rows": [],
         "chart": None,
     }
     if query.valid:
-        points = usage.daily_series(query.filters)
-        context["rows"] = usage.summary(query.filters)
+        points = usage_reports.daily_series(query.filters)
+        context["rows"] = usage_reports.summary(query.filters)
         context["chart"] = day_bars([(p.day, p.requests, p.errors) for p in points])
     template = "usage/_panel.html" if _wants_panel_only() else "usage/index.html"
     return render_template(template, **context), 200 if query.valid else 400
@@ -56,7 +56,7 @@ def export() -> ResponseReturnValue:
     usage.flush()
     filename = f"usage-{query.first_day:%Y%m%d}-{query.last_day:%Y%m%d}.csv"
     return Response(
-        stream_with_context(usage.csv_lines(usage.export_rows(query.filters))),
+        stream_with_context(usage_reports.csv_lines(usage_reports.export_rows(query.filters))),
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

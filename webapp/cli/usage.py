@@ -6,7 +6,7 @@ import click
 from flask.cli import with_appcontext
 
 from webapp.cli.output import echo_json, table
-from webapp.services import usage
+from webapp.services import usage, usage_reports
 
 SUMMARY_HEADERS = ["KEY", "MODEL", "REQUESTS", "ERRORS", "PROMPT_TOKENS", "COMPLETION_TOKENS"]
 
@@ -38,7 +38,7 @@ def usage_summary_command(since_days: float | None, as_json: bool) -> None:
       flask usage summary --json
     """
     usage.flush()
-    rows = usage.summary(usage.UsageFilters.last_days(since_days))
+    rows = usage_reports.summary(usage_reports.UsageFilters.last_days(since_days))
     if as_json:
         echo_json([row.as_json() for row in rows])
         return

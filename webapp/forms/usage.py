@@ -11,7 +11,7 @@ from werkzeug.datastructures import MultiDict
 
 from webapp.forms.composer import row_id
 from webapp.models.validation import UNSTORABLE_CHARACTERS
-from webapp.services.usage import UsageFilters
+from webapp.services.usage_reports import UsageFilters
 
 # Without dates the page shows the last 30 days; a range is at most about a year (one bar a
 # day in the chart).
