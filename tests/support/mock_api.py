@@ -44,7 +44,6 @@ def mock_provider(server_url: str, **attributes: Any) -> LLMProvider:
         "name": "Mock (Local)",
         "base_url": server_url,
         "api_prefix": MOCK_PREFIX,
-        "requires_api_key": False,
     }
     return make_provider(**{**values, **attributes})
 
