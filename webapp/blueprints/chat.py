@@ -208,7 +208,8 @@ def _page(
             else chats.list_conversations(current_user.id)
         ),
         "messages": messages,
-        "composer": composer or chats.composer_for(current_user.id, conversation),
+        "composer": composer
+        or chats.composer_for(current_user.id, conversation, allow_unusable=current_user.is_admin),
         "rename": rename,
         "search_query": search_query,
         "hits": hits,
@@ -219,7 +220,13 @@ def _page(
 def _composer_errors(conversation: Conversation | None, errors: Errors) -> Response:
     """The form again with its errors and everything typed: a fragment for htmx (swapped
     over the composer), the whole page otherwise."""
-    composer = chats.composer_for(current_user.id, conversation, read_draft(request.form), errors)
+    composer = chats.composer_for(
+        current_user.id,
+        conversation,
+        read_draft(request.form),
+        errors,
+        allow_unusable=current_user.is_admin,
+    )
     if not is_htmx_fragment_request():
         return _page(conversation, composer=composer, status=422)
     html = render_template("chat/_composer.html", composer=composer, conversation=conversation)

@@ -221,18 +221,26 @@ def composer_for(
     conversation: Conversation | None,
     draft: Draft | None = None,
     errors: Errors | None = None,
+    *,
+    allow_unusable: bool = False,
 ) -> Composer:
     """The form for a conversation: its remembered model, preset and system prompt, or the
-    user's most recent choice; `draft` (a failed submission) wins, so nothing typed is lost."""
+    user's most recent choice; `draft` (a failed submission) wins, so nothing typed is lost.
+    A model that cannot be picked (see `choose`) gives way to the first usable one."""
     draft = draft or Draft()
     models = enabled_models()
     groups = picker_groups(models)
-    enabled_ids = {model.id for model in models}
+    pickable = {
+        choice.llm_model.id
+        for group in groups
+        for choice in group.choices
+        if choice.usable or allow_unusable
+    }
     remembered = conversation if conversation is not None else _latest_with_model(user_id)
     wanted = draft.llm_model_id
     if wanted is None and remembered is not None:
         wanted = remembered.llm_model_id
-    model_id = wanted if wanted in enabled_ids else _first_usable(groups)
+    model_id = wanted if wanted in pickable else _first_usable(groups)
     presets = presets_of(model_id)
     preset_ids = {preset.id for preset in presets}
     preset_id = draft.llm_preset_id
