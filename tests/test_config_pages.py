@@ -205,6 +205,20 @@ def test_create_provider_redirects_with_a_flash(admin_client: FlaskClient) -> No
     assert "Created provider Acme." in page(admin_client.get("/providers/"))
 
 
+def test_a_new_provider_needs_an_api_key_unless_unticked(admin_client: FlaskClient) -> None:
+    form_page = page(admin_client.get("/providers/new"))
+    assert re.search(r'<input type="checkbox" id="requires_api_key"[^>]* checked', form_page)
+    assert "Leave it on for hosted APIs" in form_page
+
+    admin_client.post("/providers/", data=provider_form(requires_api_key="1"))
+    provider = db.session.scalars(select(LLMProvider)).one()
+    assert provider.requires_api_key is True
+
+    admin_client.post(f"/providers/{provider.id}", data=provider_form(version=provider.version))
+    db.session.refresh(provider)
+    assert provider.requires_api_key is False
+
+
 def test_htmx_post_gets_hx_location(admin_client: FlaskClient) -> None:
     response = admin_client.post("/providers/", data=provider_form(), headers=BOOSTED)
     assert response.status_code == 204
