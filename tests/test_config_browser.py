@@ -126,7 +126,9 @@ def test_connection_test_failure_shows_the_error(admin_page: Page, live_server: 
     page.goto(f"{live_server.url}/models/")
     row = page.locator("tr", has_text="Gone")
     row.get_by_role("button", name="Test connection to Gone").click()
-    expect(row.get_by_role("status")).to_contain_text("could not reach 127.0.0.1: connection refused")
+    expect(row.get_by_role("status")).to_contain_text(
+        "could not reach 127.0.0.1: connection refused"
+    )
     expect(row.locator(".tested")).to_contain_text("not tested")
 
 

@@ -879,7 +879,10 @@ def test_connection_test_without_htmx_flashes_and_redirects(admin_client: FlaskC
     response = admin_client.post(f"/models/{model.id}/test")
     assert response.status_code == 303
     body = page(admin_client.get("/models/"))
-    assert "Acme 1: connection failed — " in body and "could not reach 127.0.0.1: connection refused" in body
+    assert (
+        "Acme 1: connection failed — " in body
+        and "could not reach 127.0.0.1: connection refused" in body
+    )
 
 
 def test_connection_test_error_never_shows_the_key(admin_client: FlaskClient) -> None:
