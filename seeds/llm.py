@@ -37,6 +37,8 @@ PROVIDERS: tuple[tuple[str, str, str], ...] = (
     ("Together AI", "https://api.together.xyz", "/v1"),
     ("Custom", "http://localhost:8000", "/v1"),
 )
+# Local servers that take no API key (the mock too): their models are usable without one.
+KEYLESS_PROVIDERS = frozenset({"Ollama (Local)", "Custom"})
 
 OPENROUTER_MODELS: tuple[str, ...] = (
     "deepseek/deepseek-v3.2:nitro",
@@ -166,6 +168,8 @@ def _seed_provider(
     base_url: str,
     api_prefix: str,
     headers: dict[str, str] | None = None,
+    *,
+    requires_api_key: bool = True,
 ) -> LLMProvider:
     return _find_or_create(
         session,
@@ -176,6 +180,7 @@ def _seed_provider(
             base_url=base_url,
             api_prefix=api_prefix,
             headers=headers or {},
+            requires_api_key=requires_api_key,
         ),
         f"provider {name}",
         report,
@@ -257,7 +262,9 @@ LIMITED_MOCK_MODELS: tuple[dict[str, Any], ...] = (
 
 
 def seed_mock(session: Session, report: SeedReport, base_url: str) -> None:
-    provider = _seed_provider(session, report, MOCK_PROVIDER_NAME, base_url, "/mock_llm/v1")
+    provider = _seed_provider(
+        session, report, MOCK_PROVIDER_NAME, base_url, "/mock_llm/v1", requires_api_key=False
+    )
     model = _seed_model(
         session,
         report,
@@ -294,7 +301,15 @@ def _seed_llm(session: Session, settings: Mapping[str, Any]) -> SeedReport:
             report.skipped.append(f"provider {name} (private address blocked)")
             continue
         headers = openrouter_headers(settings) if name == OPENROUTER else None
-        provider = _seed_provider(session, report, name, base_url, api_prefix, headers)
+        provider = _seed_provider(
+            session,
+            report,
+            name,
+            base_url,
+            api_prefix,
+            headers,
+            requires_api_key=name not in KEYLESS_PROVIDERS,
+        )
         if name == OPENROUTER:
             seed_openrouter_catalog(session, report, provider)
     if settings.get("MODELDESK_ENV") in ("development", "test") and not settings.get(

@@ -148,6 +148,47 @@
     if (url && message) htmx.ajax("GET", url, { source: message, target: message, swap: "outerHTML" });
   });
 
+  // The model filter: hide the options (and whole providers) whose text does not contain
+  // what was typed. Listened in capture on the document and stopped there, so typing in it
+  // does not look like a draft change to the budget meter and the request preview.
+  document.addEventListener("input", function (event) {
+    var filter = event.target;
+    if (!filter.hasAttribute || !filter.hasAttribute("data-model-filter")) return;
+    event.stopPropagation();
+    var select = document.getElementById(filter.getAttribute("data-model-filter"));
+    if (select) filterOptions(select, filter.value.trim().toLowerCase());
+  }, { capture: true });
+
+  function filterOptions(select, words) {
+    select.querySelectorAll("optgroup").forEach(function (group) {
+      var shown = 0;
+      var provider = group.label.toLowerCase();
+      group.querySelectorAll("option").forEach(function (option) {
+        var text = provider + " " + option.textContent.toLowerCase();
+        option.hidden = words !== "" && text.indexOf(words) === -1;
+        if (!option.hidden) shown += 1;
+      });
+      group.hidden = shown === 0;
+    });
+  }
+
+  // Enter in the filter must not send the message (an input in a form submits it).
+  document.addEventListener("keydown", function (event) {
+    var filter = event.target;
+    if (event.key === "Enter" && filter.hasAttribute && filter.hasAttribute("data-model-filter")) {
+      event.preventDefault();
+    }
+  });
+
+  // Admins: the warning and fix link of the picked model, when it is marked unusable.
+  document.addEventListener("change", function (event) {
+    if (event.target.id !== "llm_model_id") return;
+    var picked = event.target.value;
+    document.querySelectorAll("[data-picker-warning]").forEach(function (warning) {
+      warning.hidden = warning.getAttribute("data-picker-warning") !== picked;
+    });
+  });
+
   // Esc in the composer stops the reply that is streaming.
   document.addEventListener("keydown", function (event) {
     if (event.key !== "Escape" || event.isComposing) return;

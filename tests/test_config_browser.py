@@ -30,7 +30,7 @@ def test_create_provider_then_model_then_preset(admin_page: Page, live_server: L
     page.get_by_label("Name").fill("Local mock")
     page.get_by_label("Base URL").fill(live_server.url)
     page.get_by_label("API prefix").fill("/mock_llm/v1")
-    page.get_by_label("API key").fill("sk-browser-test-4321")
+    page.get_by_label("API key", exact=True).fill("sk-browser-test-4321")
     page.get_by_role("button", name="Create provider").click()
     expect(
         page.get_by_role("status").filter(has_text="Created provider Local mock.")
@@ -126,7 +126,9 @@ def test_connection_test_failure_shows_the_error(admin_page: Page, live_server: 
     page.goto(f"{live_server.url}/models/")
     row = page.locator("tr", has_text="Gone")
     row.get_by_role("button", name="Test connection to Gone").click()
-    expect(row.get_by_role("status")).to_contain_text("Connection refused")
+    expect(row.get_by_role("status")).to_contain_text(
+        "could not reach 127.0.0.1: connection refused"
+    )
     expect(row.locator(".tested")).to_contain_text("not tested")
 
 

@@ -205,6 +205,20 @@ def test_create_provider_redirects_with_a_flash(admin_client: FlaskClient) -> No
     assert "Created provider Acme." in page(admin_client.get("/providers/"))
 
 
+def test_a_new_provider_needs_an_api_key_unless_unticked(admin_client: FlaskClient) -> None:
+    form_page = page(admin_client.get("/providers/new"))
+    assert re.search(r'<input type="checkbox" id="requires_api_key"[^>]* checked', form_page)
+    assert "Leave it on for hosted APIs" in form_page
+
+    admin_client.post("/providers/", data=provider_form(requires_api_key="1"))
+    provider = db.session.scalars(select(LLMProvider)).one()
+    assert provider.requires_api_key is True
+
+    admin_client.post(f"/providers/{provider.id}", data=provider_form(version=provider.version))
+    db.session.refresh(provider)
+    assert provider.requires_api_key is False
+
+
 def test_htmx_post_gets_hx_location(admin_client: FlaskClient) -> None:
     response = admin_client.post("/providers/", data=provider_form(), headers=BOOSTED)
     assert response.status_code == 204
@@ -851,7 +865,7 @@ def test_connection_test_failure_shows_the_reason_quickly(admin_client: FlaskCli
     assert time.monotonic() - started < 5
     body = page(response)
     assert response.status_code == 200
-    assert "Connection refused" in body
+    assert "could not reach 127.0.0.1: connection refused" in body
     assert (
         f'<span id="tested-{model.id}" class="tested" hx-swap-oob="true"><span class="muted"'
         in body
@@ -865,7 +879,10 @@ def test_connection_test_without_htmx_flashes_and_redirects(admin_client: FlaskC
     response = admin_client.post(f"/models/{model.id}/test")
     assert response.status_code == 303
     body = page(admin_client.get("/models/"))
-    assert "Acme 1: connection failed — " in body and "Connection refused" in body
+    assert (
+        "Acme 1: connection failed — " in body
+        and "could not reach 127.0.0.1: connection refused" in body
+    )
 
 
 def test_connection_test_error_never_shows_the_key(admin_client: FlaskClient) -> None:
@@ -923,7 +940,7 @@ def test_import_from_a_provider_that_is_down(admin_client: FlaskClient) -> None:
     body = page(response)
     assert response.status_code == 502
     assert "Could not get the model list from Acme." in body
-    assert "Connection refused" in body
+    assert "could not reach 127.0.0.1: connection refused" in body
     assert SECRET_KEY_VALUE not in body
 
 

@@ -96,6 +96,23 @@ def test_a_refused_connection_clears_the_time(app: Flask, db: Any) -> None:
     assert stored_tested_at(db, model) is None
 
 
+def test_a_failure_is_recorded_and_a_later_success_clears_it(
+    app: Flask, db: Any, mock_api: MockAPI
+) -> None:
+    model = model_tested_long_ago(closed_port_url())
+
+    check_model_connection(model)
+    db.session.expire_all()
+    assert model.connection_failed_at is not None
+    assert "refused" in (model.connection_error or "").lower()
+
+    model.llm_provider.base_url = mock_api.url
+    db.session.commit()
+    assert check_model_connection(model).success
+    db.session.expire_all()
+    assert (model.connection_failed_at, model.connection_error) == (None, None)
+
+
 def test_stream_faults_do_not_fail_the_test(app: Flask, db: Any, mock_api: MockAPI) -> None:
     model = mock_model(mock_provider(mock_api.url, headers={FAULT: "cut=0"}))
 

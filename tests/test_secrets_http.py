@@ -248,16 +248,17 @@ def test_a_failing_provider_never_shows_its_secrets(
     flashed = get(admin_http, tested.headers["Location"])
     assert "connection failed" in flashed.text and "HTTP 401" in flashed.text
 
-    # Member: a streamed reply and a whole one, then the pages that show them.
+    # Admin again: the failed tests above mark both models unusable, which members cannot
+    # pick; an admin still may. A streamed reply and a whole one, then the pages.
     for model in (streaming, plain):
-        message_id, raw, page = stream_reply(member_http, model.id, f"Hello {model.name}")
+        message_id, raw, page = stream_reply(admin_http, model.id, f"Hello {model.name}")
         seen[f"stream {model.name}"] = raw
         seen[f"conversation {model.name}"] = page
         reply = wait_for_status(message_id, {"error"})
         assert (reply.status, reply.error_code) == ("error", "LLM_REQUEST_FAILED")
         assert "HTTP 401" in reply.error_text
-        assert "HTTP 401" in visible_text(get(member_http, f"/messages/{message_id}").text)
-        get(member_http, "/")
+        assert "HTTP 401" in visible_text(get(admin_http, f"/messages/{message_id}").text)
+        get(admin_http, "/")
 
     # The CLI, through the same services.
     for args in (

@@ -46,6 +46,14 @@ def test_provider_endpoints(app: Flask, db: Any) -> None:
     assert rows["Mock (Local)"] == (app.config["MOCK_LLM_BASE_URL"], "/mock_llm/v1")
 
 
+def test_only_local_providers_and_the_mock_take_no_key(app: Flask, db: Any) -> None:
+    seed_llm(db.session, app.config)
+    keyless = set(
+        db.session.scalars(select(LLMProvider.name).where(LLMProvider.requires_api_key.is_(False)))
+    )
+    assert keyless == {"Mock (Local)", "Ollama (Local)", "Custom"}
+
+
 def test_openrouter_catalog_is_enabled_with_capability_overrides(app: Flask, db: Any) -> None:
     seed_llm(db.session, app.config)
     for model_id in OPENROUTER_MODELS:

@@ -9,7 +9,14 @@ from webapp.models import LLMModel, LLMPreset, LLMProvider
 
 
 def make_provider(**attributes: Any) -> LLMProvider:
-    values = {"name": "Acme", "base_url": "https://llm.example.com", "api_prefix": "/v1"}
+    """A provider; keyless unless told, so its models are usable in the chat without a key
+    (the picker's own tests say requires_api_key=True)."""
+    values = {
+        "name": "Acme",
+        "base_url": "https://llm.example.com",
+        "api_prefix": "/v1",
+        "requires_api_key": False,
+    }
     provider = LLMProvider(**{**values, **attributes})
     db.session.add(provider)
     db.session.commit()

@@ -40,7 +40,11 @@ HEADER_SECRET = "hdr-secret-987654"
 
 def mock_provider(server_url: str, **attributes: Any) -> LLMProvider:
     """A provider pointing at the mock API of the server at `server_url`."""
-    values = {"name": "Mock (Local)", "base_url": server_url, "api_prefix": MOCK_PREFIX}
+    values = {
+        "name": "Mock (Local)",
+        "base_url": server_url,
+        "api_prefix": MOCK_PREFIX,
+    }
     return make_provider(**{**values, **attributes})
 
 

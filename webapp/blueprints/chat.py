@@ -77,7 +77,7 @@ def new_conversation() -> ResponseReturnValue:
     if "content" not in request.form:
         conversation = chats.start_conversation(current_user.id)
         return redirect_for_htmx(url_for("chat.show", conversation_id=conversation.id))
-    choice, errors = chats.choose(read_draft(request.form))
+    choice, errors = chats.choose(read_draft(request.form), allow_unusable=current_user.is_admin)
     if choice is None:
         return _composer_errors(None, errors)
     conversation = chats.start_conversation(current_user.id)
@@ -88,7 +88,7 @@ def new_conversation() -> ResponseReturnValue:
 @bp.post("/c/<id:conversation_id>/messages")
 def send_message(conversation_id: int) -> ResponseReturnValue:
     conversation = _own_conversation(conversation_id)
-    choice, errors = chats.choose(read_draft(request.form))
+    choice, errors = chats.choose(read_draft(request.form), allow_unusable=current_user.is_admin)
     if choice is None:
         return _composer_errors(conversation, errors)
     new_messages = chats.add_turn(conversation, choice)
@@ -208,7 +208,8 @@ def _page(
             else chats.list_conversations(current_user.id)
         ),
         "messages": messages,
-        "composer": composer or chats.composer_for(current_user.id, conversation),
+        "composer": composer
+        or chats.composer_for(current_user.id, conversation, allow_unusable=current_user.is_admin),
         "rename": rename,
         "search_query": search_query,
         "hits": hits,
@@ -219,7 +220,13 @@ def _page(
 def _composer_errors(conversation: Conversation | None, errors: Errors) -> Response:
     """The form again with its errors and everything typed: a fragment for htmx (swapped
     over the composer), the whole page otherwise."""
-    composer = chats.composer_for(current_user.id, conversation, read_draft(request.form), errors)
+    composer = chats.composer_for(
+        current_user.id,
+        conversation,
+        read_draft(request.form),
+        errors,
+        allow_unusable=current_user.is_admin,
+    )
     if not is_htmx_fragment_request():
         return _page(conversation, composer=composer, status=422)
     html = render_template("chat/_composer.html", composer=composer, conversation=conversation)
@@ -271,11 +278,17 @@ def _composer_choice() -> tuple[Conversation | None, chats.TurnChoice | None, Er
     if conversation_id:
         conversation = chats.find_conversation(current_user.id, conversation_id)
     draft = read_draft(request.form)
-    choice, errors = chats.choose(draft, require_content=False)
+    choice, errors = chats.choose(
+        draft, require_content=False, allow_unusable=current_user.is_admin
+    )
     if choice is None and set(errors) == {"llm_preset_id"}:
         # The model was just changed and the preset list not yet swapped: count with the
         # new model's default preset, as a send right after would be corrected to.
-        choice, errors = chats.choose(replace(draft, llm_preset_id=None), require_content=False)
+        choice, errors = chats.choose(
+            replace(draft, llm_preset_id=None),
+            require_content=False,
+            allow_unusable=current_user.is_admin,
+        )
     return conversation, choice, errors
 
 

@@ -37,6 +37,7 @@ class ProviderForm(RecordForm[ProviderFields]):
     api_prefix = TextField("API prefix", [Storable()], default="/v1")
     api_key = TextField("API key")
     remove_api_key = CheckboxField("Remove key")
+    requires_api_key = CheckboxField("Needs an API key", default=True)
     headers = JSONObjectField("Headers (JSON)")
     llm_options_defaults = JSONObjectField("Default options (JSON)")
     message_overhead_tokens = WholeNumberField("Message overhead (tokens)", default=0)
@@ -55,6 +56,7 @@ class ProviderForm(RecordForm[ProviderFields]):
                     "headers": dict(masked_headers(provider)),
                     "llm_options_defaults": provider.llm_options_defaults,
                     "message_overhead_tokens": provider.message_overhead_tokens,
+                    "requires_api_key": provider.requires_api_key,
                     "version": provider.version,
                 },
             )
@@ -109,6 +111,7 @@ class ProviderForm(RecordForm[ProviderFields]):
             headers=self.valid_data("headers", {}),
             llm_options_defaults=self.valid_data("llm_options_defaults", {}),
             message_overhead_tokens=self.valid_data("message_overhead_tokens", 0),
+            requires_api_key=bool(self.requires_api_key.data),
             api_key=api_key if not self.api_key.errors else KEEP_API_KEY,
         )
 

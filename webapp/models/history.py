@@ -31,7 +31,16 @@ ENTITY_TYPES = {LLMProvider: "provider", LLMModel: "model", LLMPreset: "preset"}
 SECRET_FIELDS = frozenset({"api_key", "headers"})
 # Bookkeeping, not configuration: never part of a change.
 IGNORED_FIELDS = frozenset(
-    {"id", "created_at", "updated_at", "version", "connection_tested_at", "capabilities_probed_at"}
+    {
+        "id",
+        "created_at",
+        "updated_at",
+        "version",
+        "connection_tested_at",
+        "capabilities_probed_at",
+        "connection_failed_at",
+        "connection_error",
+    }
 )
 
 _actor: ContextVar[str | None] = ContextVar("config_change_actor", default=None)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     false,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.ext.hybrid import hybrid_property
@@ -106,6 +107,11 @@ class LLMProvider(RecordMixin, db.Model):
     base_url: Mapped[str] = mapped_column(String(2000), nullable=False)
     api_prefix: Mapped[str] = mapped_column(String(200), nullable=False)
     api_key: Mapped[Any] = mapped_column(EncryptedString(), nullable=True)
+    # False for servers that take no key (the mock, Ollama-style local servers): the chat
+    # picker refuses a keyless model only when its provider says it needs one.
+    requires_api_key: Mapped[bool] = mapped_column(
+        nullable=False, default=True, server_default=true()
+    )
     # Header values are secrets like the key: encrypted at rest, one by one (names readable).
     headers: Mapped[dict[str, Any]] = mapped_column(
         EncryptedHeaderValues(), nullable=False, default=dict, server_default="{}"
@@ -193,6 +199,12 @@ class LLMProvider(RecordMixin, db.Model):
         v.check_non_negative_int(
             errors, "message_overhead_tokens", self.message_overhead_tokens, nullable=False
         )
+        v.check_boolean(errors, "requires_api_key", self.requires_api_key)
+
+    @property
+    def lacks_api_key(self) -> bool:
+        """It needs a key and has none the current encryption key can read."""
+        return self.requires_api_key and self.api_key_status != "set"
 
     def enable_all(self) -> int:
         """Enable every disabled model of this provider in one UPDATE; returns how many."""
@@ -249,6 +261,10 @@ class LLMModel(RecordMixin, db.Model):
     )
     message_overhead_tokens: Mapped[int | None] = mapped_column(nullable=True)
     connection_tested_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The last connection test's failure (cleared by a success): the chat picker says why
+    # a model stopped working instead of letting members send into the same error.
+    connection_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    connection_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
     # Set by a capability probe (webapp.services.probes), whatever it found.
     capabilities_probed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     version: Mapped[int] = mapped_column(nullable=False, default=1, server_default="1")

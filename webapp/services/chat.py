@@ -153,13 +153,32 @@ def preview_request(llm_model: LLMModel, **arguments: Unpack[ChatArguments]) -> 
 def check_model_connection(llm_model: LLMModel, *, client: Any = None) -> Result:
     """Send one tiny completion to the model.
 
-    Success sets `connection_tested_at` and returns `latency_ms`; any failure clears it and
-    returns the reason (secrets removed). Works whether or not the model is enabled.
+    Success sets `connection_tested_at` and clears the recorded failure; any failure clears
+    it, records when and why (`connection_failed_at`, `connection_error`) and returns the
+    reason (secrets removed). Works whether or not the model is enabled.
     """
     spec: ModelSpec = model_spec(llm_model)
     result = run.ping(spec, client or provider_client(llm_model.llm_provider))
-    tested_at = utcnow() if result.success else None
-    records.stamp(llm_model, connection_tested_at=tested_at)
     if not result.success:
+        records.stamp(
+            llm_model,
+            connection_tested_at=None,
+            connection_failed_at=utcnow(),
+            connection_error=_short(" ".join(result.errors) or "failed"),
+        )
         return result
+    tested_at = utcnow()
+    records.stamp(
+        llm_model, connection_tested_at=tested_at, connection_failed_at=None, connection_error=None
+    )
     return Result.ok(**result.value, tested_at=tested_at)
+
+
+CONNECTION_ERROR_CHARS = 500
+
+
+def _short(text: str) -> str:
+    """The reason cut to fit its column."""
+    if len(text) <= CONNECTION_ERROR_CHARS:
+        return text
+    return text[: CONNECTION_ERROR_CHARS - 1] + "…"

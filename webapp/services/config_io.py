@@ -31,6 +31,7 @@ PROVIDER_FIELDS = (
     "base_url",
     "api_prefix",
     "api_key",
+    "requires_api_key",
     "headers",
     "llm_options_defaults",
     "message_overhead_tokens",
@@ -142,6 +143,7 @@ def export_data(session: Session) -> dict[str, Any]:
                 "base_url": provider.base_url,
                 "api_prefix": provider.api_prefix,
                 "api_key": None if provider.api_key is None else f"${{{prefix}_API_KEY}}",
+                "requires_api_key": provider.requires_api_key,
                 "headers": {
                     name: f"${{{header_env_name(prefix, name)}}}"
                     for name in sorted(provider.headers or {})

@@ -131,6 +131,55 @@ def enabled_models() -> list[LLMModel]:
     )
 
 
+# Why a member may not pick a model; admins see the same words as a warning.
+NEEDS_API_KEY_REASON = "needs an API key — ask an admin"
+FAILED_TEST_REASON = "its last connection test failed"
+
+
+def unusable_reason(llm_model: LLMModel) -> str | None:
+    """Why a send to this model cannot work as it stands, or None when nothing says so.
+
+    A provider has no enabled flag of its own: a "disabled provider" is one whose models are
+    all disabled, and a disabled model is never offered at all.
+    """
+    if llm_model.llm_provider.lacks_api_key:
+        return NEEDS_API_KEY_REASON
+    if llm_model.connection_failed_at is not None:
+        return f"{FAILED_TEST_REASON}: {llm_model.connection_error or 'no reason recorded'}"
+    return None
+
+
+@dataclass(frozen=True)
+class PickerChoice:
+    """One model in the picker, and whether it can be sent to."""
+
+    llm_model: LLMModel
+    reason: str | None
+
+    @property
+    def usable(self) -> bool:
+        return self.reason is None
+
+
+@dataclass(frozen=True)
+class PickerGroup:
+    """A provider's enabled models, as one optgroup of the picker."""
+
+    llm_provider: LLMProvider
+    choices: list[PickerChoice]
+
+
+def picker_groups(models: list[LLMModel] | None = None) -> list[PickerGroup]:
+    """The enabled models grouped by provider (in `enabled_models` order), each marked usable
+    or not with the reason."""
+    groups: list[PickerGroup] = []
+    for llm_model in enabled_models() if models is None else models:
+        if not groups or groups[-1].llm_provider.id != llm_model.llm_provider_id:
+            groups.append(PickerGroup(llm_model.llm_provider, []))
+        groups[-1].choices.append(PickerChoice(llm_model, unusable_reason(llm_model)))
+    return groups
+
+
 @dataclass(frozen=True)
 class Draft:
     """What the composer sent. An id is None when the field was left empty; the view turns
@@ -154,10 +203,17 @@ class Composer:
     system_prompt: str = ""
     content: str = ""
     errors: Errors = field(default_factory=dict)
+    groups: list[PickerGroup] = field(default_factory=list)
 
     @property
     def has_default_preset(self) -> bool:
         return any(preset.is_default for preset in self.presets)
+
+    @property
+    def selected(self) -> PickerChoice | None:
+        """The picked model's entry in the picker."""
+        choices = (choice for group in self.groups for choice in group.choices)
+        return next((c for c in choices if c.llm_model.id == self.llm_model_id), None)
 
 
 def composer_for(
@@ -165,17 +221,26 @@ def composer_for(
     conversation: Conversation | None,
     draft: Draft | None = None,
     errors: Errors | None = None,
+    *,
+    allow_unusable: bool = False,
 ) -> Composer:
     """The form for a conversation: its remembered model, preset and system prompt, or the
-    user's most recent choice; `draft` (a failed submission) wins, so nothing typed is lost."""
+    user's most recent choice; `draft` (a failed submission) wins, so nothing typed is lost.
+    A model that cannot be picked (see `choose`) gives way to the first usable one."""
     draft = draft or Draft()
     models = enabled_models()
-    enabled_ids = {model.id for model in models}
+    groups = picker_groups(models)
+    pickable = {
+        choice.llm_model.id
+        for group in groups
+        for choice in group.choices
+        if choice.usable or allow_unusable
+    }
     remembered = conversation if conversation is not None else _latest_with_model(user_id)
     wanted = draft.llm_model_id
     if wanted is None and remembered is not None:
         wanted = remembered.llm_model_id
-    model_id = wanted if wanted in enabled_ids else (models[0].id if models else None)
+    model_id = wanted if wanted in pickable else _first_usable(groups)
     presets = presets_of(model_id)
     preset_ids = {preset.id for preset in presets}
     preset_id = draft.llm_preset_id
@@ -194,7 +259,16 @@ def composer_for(
         system_prompt=system,
         content=draft.content,
         errors=errors or {},
+        groups=groups,
     )
+
+
+def _first_usable(groups: list[PickerGroup]) -> int | None:
+    """The first model that can be sent to; the first of all when none can (admins may)."""
+    choices = [choice for group in groups for choice in group.choices]
+    usable = next((choice for choice in choices if choice.usable), None)
+    pick = usable or (choices[0] if choices else None)
+    return pick.llm_model.id if pick else None
 
 
 def _latest_with_model(user_id: int) -> Conversation | None:
@@ -216,11 +290,14 @@ class TurnChoice:
     content: str
 
 
-def choose(draft: Draft, *, require_content: bool = True) -> tuple[TurnChoice | None, Errors]:
-    """Check a draft: the model exists and is enabled, the preset is one of its own, the
-    texts fit. Returns the choice, or None and readable errors per field."""
+def choose(
+    draft: Draft, *, require_content: bool = True, allow_unusable: bool = False
+) -> tuple[TurnChoice | None, Errors]:
+    """Check a draft: the model exists, is enabled and usable (`allow_unusable`: admins may
+    send to a model marked unusable, to see for themselves), the preset is one of its own,
+    the texts fit. Returns the choice, or None and readable errors per field."""
     errors: Errors = {}
-    llm_model = _chosen_model(draft.llm_model_id, errors)
+    llm_model = _chosen_model(draft.llm_model_id, errors, allow_unusable)
     preset = _chosen_preset(llm_model, draft.llm_preset_id, errors) if llm_model else None
     system = draft.system_prompt or ""
     if not is_storable(system):
@@ -244,13 +321,17 @@ def choose(draft: Draft, *, require_content: bool = True) -> tuple[TurnChoice | 
     return TurnChoice(llm_model, preset, system if system.strip() else None, content), errors
 
 
-def _chosen_model(model_id: int | None, errors: Errors) -> LLMModel | None:
+def _chosen_model(model_id: int | None, errors: Errors, allow_unusable: bool) -> LLMModel | None:
     llm_model = db.session.get(LLMModel, model_id) if model_id else None
     if llm_model is None:
         errors["llm_model_id"] = ["Choose a model."]
         return None
     if not llm_model.enabled:
         errors["llm_model_id"] = [f"{llm_model.name} is disabled: choose another model."]
+        return None
+    reason = unusable_reason(llm_model)
+    if reason is not None and not allow_unusable:
+        errors["llm_model_id"] = [f"{llm_model.name}: {reason}."]
         return None
     return llm_model
 

@@ -47,6 +47,7 @@ class ProviderFields:
     headers: dict[str, Any] = field(default_factory=dict)
     llm_options_defaults: dict[str, Any] = field(default_factory=dict)
     message_overhead_tokens: int = 0
+    requires_api_key: bool = True
     api_key: str | KeepStored | None = KEEP_API_KEY
 
 
@@ -106,6 +107,7 @@ def _attributes(fields: ProviderFields) -> dict[str, Any]:
         "headers": fields.headers,
         "llm_options_defaults": fields.llm_options_defaults,
         "message_overhead_tokens": fields.message_overhead_tokens,
+        "requires_api_key": fields.requires_api_key,
     }
     if fields.api_key is not KEEP_API_KEY:
         attributes["api_key"] = fields.api_key
