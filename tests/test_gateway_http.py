@@ -14,13 +14,13 @@ from tests.support.app import LiveServer
 from tests.support.factories import make_preset
 from tests.support.gateway import (
     ScriptedUpstream,
-    StallingUpstream,
     app_key,
     sdk,
+    stalled_stream,
     user_says,
 )
 from tests.support.mock_api import FAULT, mock_model, mock_provider
-from tests.support.net import TcpProxy
+from tests.support.net import SilentUpstream, TcpProxy
 from tests.support.waiting import wait_for
 from webapp.extensions import db
 from webapp.models import LLMModel
@@ -408,7 +408,7 @@ def test_a_provider_secret_echoed_in_a_stream_is_scrubbed_even_split_across_chun
 def test_a_client_that_leaves_closes_the_upstream_within_two_seconds(
     live_server: LiveServer,
 ) -> None:
-    upstream = StallingUpstream()
+    upstream = SilentUpstream(first_reply=stalled_stream())
     try:
         provider = mock_provider(upstream.url, name="Stalling", api_prefix="/v1")
         mock_model(provider, key="stalling")

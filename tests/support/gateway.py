@@ -3,10 +3,7 @@ providers that stream what a test scripts (or stall, to watch a disconnect reach
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -85,47 +82,8 @@ class ScriptedUpstream:
         return [json.dumps(reply).encode()]
 
 
-class StallingUpstream:
-    """A provider that answers a stream's first chunk, then goes silent; it counts the
-    connections still open, so a test sees when the gateway hangs up on it."""
-
-    def __init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self._lock = threading.Lock()
-        self.accepted = 0
-        self.open = 0
-        self._held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self._listener.accept()
-            except OSError:
-                return  # stopped
-            with self._lock:
-                self.accepted += 1
-                self.open += 1
-                self._held.append(connection)
-            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
-
-    def _serve(self, connection: socket.socket) -> None:
-        with connection, contextlib.suppress(OSError):
-            connection.recv(65536)
-            head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
-            connection.sendall((head + chunk("first")).encode())
-            while connection.recv(65536):
-                pass  # only the client closing ends this
-        with self._lock:
-            self.open -= 1
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        with self._lock:
-            held, self._held = self._held, []
-        for connection in held:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
+def stalled_stream() -> bytes:
+    """A stream's head and first chunk, after which the provider goes silent (for
+    `SilentUpstream(first_reply=…)`)."""
+    head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+    return (head + chunk("first")).encode()

@@ -21,12 +21,15 @@ def closed_port_url() -> str:
 
 
 class SilentUpstream:
-    """A provider that accepts a request and never answers a byte: it only notes when the
-    client closes the connection (the moment a cancelled call really ends)."""
+    """A provider that accepts a request and then goes silent — at once, or after sending
+    `first_reply` (e.g. a stream's head and first chunk): it only notes when the client
+    closes the connection (the moment a cancelled call really ends)."""
 
-    def __init__(self) -> None:
+    def __init__(self, first_reply: bytes = b"") -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._first_reply = first_reply
+        self.accepted = 0
         self.requests = 0
         self.closed_at: list[float] = []
         self._lock = threading.Lock()
@@ -40,8 +43,15 @@ class SilentUpstream:
             except OSError:
                 return  # stopped
             with self._lock:
+                self.accepted += 1
                 self._held.append(connection)
             threading.Thread(target=self._hold, args=(connection,), daemon=True).start()
+
+    @property
+    def open(self) -> int:
+        """Connections the client has not closed yet."""
+        with self._lock:
+            return self.accepted - len(self.closed_at)
 
     def _hold(self, connection: socket.socket) -> None:
         with connection:
@@ -49,6 +59,7 @@ class SilentUpstream:
                 if connection.recv(65536):
                     with self._lock:
                         self.requests += 1
+                    connection.sendall(self._first_reply)
                 while connection.recv(65536):
                     pass  # the rest of the request; then only the close counts
             except OSError:
