@@ -15,8 +15,7 @@ the latency added, and the server's CPU per streamed request (utime + stime of t
 processes, from /proc, per mode: the gateway mode minus the direct mode is what the gateway
 costs when the upstream is the app's own mock).
 
-`--serve` instead sets everything up and keeps serving, printing the command line for the
-LiteLLM side-by-side harness (`/work/shared/bench/litellm/bench.py --proxy …`).
+The side-by-side run against LiteLLM proxy is `bench/gateway_vs_litellm.py`.
 
 Run from the project root: `python bench/gateway_latency.py [--runs 300] [--warmup 30]`.
 """
@@ -151,7 +150,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=300, help="measured runs per mode")
     parser.add_argument("--warmup", type=int, default=30, help="discarded runs per mode")
     parser.add_argument("--upstream", help="an OpenAI-compatible base URL (default: the mock)")
-    parser.add_argument("--serve", action="store_true", help="serve for the LiteLLM harness")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="modeldesk-bench-") as tmp:
         workdir = Path(tmp)
@@ -169,9 +167,6 @@ def main(argv: list[str] | None = None) -> None:
             upgrade()
             with gunicorn(workdir, database_url) as url:
                 model, secret = set_up(args.upstream, url)
-                if args.serve:
-                    serve(url, model, secret)
-                    return
                 upstream = args.upstream or url + MOCK_PREFIX
                 direct = openai.OpenAI(base_url=upstream, api_key="no-key", max_retries=0)
                 gateway = openai.OpenAI(base_url=url + "/v1", api_key=secret, max_retries=0)
@@ -185,20 +180,6 @@ def main(argv: list[str] | None = None) -> None:
                 )
             db.engine.dispose()
     report(samples, args.runs, upstream)
-
-
-def serve(url: str, model: str, secret: str) -> None:
-    master = process_tree(os.getpid())[1]
-    print(
-        "python /work/shared/bench/litellm/bench.py "
-        f"--proxy {url}/v1 --proxy-key {secret} --proxy-model {model} --proxy-pid {master}",
-        flush=True,
-    )
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        return
 
 
 if __name__ == "__main__":
