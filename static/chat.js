@@ -7,7 +7,6 @@
   // How near the end of the transcript still counts as "at the bottom": less than one turn
   // of a mouse wheel, so scrolling up by any amount stops the following.
   var FOLLOW_SLACK_PX = 40;
-  var STOP_SETTLE_MS = 400;
   var following = true;
   // Where toBottom() left the transcript: a scroll event that is not above it was ours (or
   // the text grew under it), not the reader scrolling up.
@@ -114,14 +113,14 @@
     }
   });
 
-  // Stop: close the stream now and keep the text that arrived; then the button's own
-  // request fetches the message once the server has noticed and saved it.
+  // Stop: freeze the text shown now and close the stream; the button's own request stops
+  // the reply on the server (wherever it runs) and answers with it as saved.
   function stop(button, issueRequest) {
     var message = button.closest(".message");
     var live = message && message.querySelector("[sse-connect]");
     button.disabled = true;
     if (live) freeze(live);
-    window.setTimeout(function () { issueRequest(true); }, STOP_SETTLE_MS);
+    issueRequest(true);
   }
 
   // Swapping the sse-connect element out through htmx runs htmx's cleanup, which closes
@@ -135,9 +134,8 @@
     htmx.swap(live, copy.outerHTML, { swapStyle: "outerHTML" });
   }
 
-  // An EventSource that the server closed for good (204: the reply is being written by
-  // another request, or is already done): stop the extension's retries and show the
-  // message as the server has it (it polls until final).
+  // An EventSource that the server closed for good (204: the reply is already over): stop
+  // the extension's retries and show the message as the server saved it.
   document.body.addEventListener("htmx:sseError", function (event) {
     var live = event.target;
     var source = event.detail && event.detail.source;

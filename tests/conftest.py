@@ -65,6 +65,10 @@ def app(_migrated: str, tmp_path: Any) -> Iterator[Flask]:
     app = create_app(make_config(_migrated, str(tmp_path)))
     with app.app_context():
         yield app
+        # Replies belong to the server: stop any a test left running before emptying tables.
+        runs = app.extensions["reply_runs"]
+        runs.finish(timeout=0)
+        runs.close()
         _db.session.remove()
         empty_tables()
         _db.engine.dispose()

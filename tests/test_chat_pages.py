@@ -583,7 +583,7 @@ def test_preview_prompt_budget_reports_failures_like_prepare_chat(
 # --- messages as fragments -------------------------------------------------------------
 
 
-def test_a_reply_still_streaming_polls_and_a_finished_one_shows_markdown(
+def test_a_reply_still_streaming_follows_its_stream_and_a_finished_one_shows_markdown(
     member_client: FlaskClient, model: LLMModel
 ) -> None:
     conversation_id = new_conversation(member_client, model)
@@ -593,10 +593,10 @@ def test_a_reply_still_streaming_polls_and_a_finished_one_shows_markdown(
     _db.session.commit()
 
     html = member_client.get(f"/messages/{reply.id}").get_data(as_text=True)
-    assert f'hx-get="/messages/{reply.id}"' in html
-    assert 'hx-trigger="load delay:500ms"' in html
-    assert "sse-connect" not in html
-    assert "so far" in html
+    # The text so far comes with the stream (from the first character), not twice.
+    assert f'sse-connect="/messages/{reply.id}/stream"' in html
+    assert "data-stop" in html
+    assert "so far" not in html
 
     reply.status = "complete"
     reply.content = "**bold** <script>alert(1)</script> [x](javascript:alert(1))"

@@ -236,7 +236,7 @@ def test_a_stream_cut_by_the_provider_keeps_the_text_as_incomplete(
     assert "Incomplete" in end_html(frames)
 
 
-def test_a_client_that_goes_away_leaves_the_partial_reply_stopped(
+def test_a_reply_goes_on_when_its_page_leaves_and_a_reload_follows_it_from_the_start(
     app: Flask, live_server: LiveServer, http: httpx2.Client
 ) -> None:
     model = mock_model(mock_provider(live_server, "chunk_delay=0.05"))
@@ -248,13 +248,34 @@ def test_a_client_that_goes_away_leaves_the_partial_reply_stopped(
             received += html.unescape(frame.data)
             if len(received) >= 3 * 18:
                 break
+    _, frames = stream(http, message_id)  # the page comes back: the reply is still going
 
-    message = wait_for_status(message_id, {"stopped"})
-    assert message.status == "stopped"
-    assert message.content.startswith(received)
-    assert len(message.content) < len(LONG_PROMPT)
-    assert message.usage is None
-    assert stream_outcomes(live_server) == ["disconnected"]
+    followed = deltas_text(frames)
+    message = wait_for_status(message_id, {"complete"})
+    assert followed == message.content  # every character, once, from the first
+    assert followed.startswith(received) and len(followed) > len(received)
+    assert [frame.event for frame in frames].count("end") == 1
+    assert stream_outcomes(live_server) == ["completed"]
+
+
+def test_a_second_tab_follows_a_reply_live_and_the_model_is_called_once(
+    app: Flask, live_server: LiveServer, http: httpx2.Client
+) -> None:
+    model = mock_model(mock_provider(live_server, "chunk_delay=0.05"))
+    message_id = send(http, model, LONG_PROMPT)
+    second_tab = signed_in_client(live_server)
+
+    with http.stream("GET", f"/messages/{message_id}/stream") as first:
+        first_frames = read_frames(first.iter_lines())
+        assert next(first_frames).event == "delta"
+        _, followed = stream(second_tab, message_id)
+        rest = list(first_frames)
+
+    message = wait_for_status(message_id, {"complete"})
+    assert deltas_text(followed) == message.content
+    assert end_html(followed).strip() == end_html(rest).strip()
+    assert stream_outcomes(live_server) == ["completed"]
+    second_tab.close()
 
 
 def test_another_users_reply_cannot_be_streamed(
@@ -289,7 +310,8 @@ def test_sse_frames_split_lines_into_data_fields() -> None:
         sse_frame("delta", "a\nb\r\nc\rd") == "event: delta\ndata: a\ndata: b\ndata: c\ndata: d\n\n"
     )
     assert sse_frame("delta", "ends\n") == "event: delta\ndata: ends\ndata: \n\n"
-    frames = list(read_frames(iter(sse_frame("delta", "x\n\ny").split("\n"))))
+    opened = sse_frame("reset", "") + sse_frame("delta", "x\n\ny")
+    frames = list(read_frames(iter(opened.split("\n"))))
     assert [frame.data for frame in frames] == ["x\n\ny"]
 
 

@@ -29,7 +29,7 @@ from tests.support.chat_http import (
 from tests.support.database import DatabaseOutage
 from tests.support.factories import make_model, make_provider
 from tests.support.net import SilentUpstream, TcpProxy
-from tests.support.users import signed_in_client
+from tests.support.users import csrf_token, signed_in_client
 from tests.support.waiting import wait_for
 from webapp.extensions import db as _db
 from webapp.models import ChatMessage, LLMModel
@@ -140,7 +140,7 @@ def test_a_reply_stops_at_its_time_limit_even_while_the_provider_is_silent(
 # --- heartbeats and a browser leaving mid-silence --------------------------------------------
 
 
-def test_a_browser_leaving_while_the_provider_is_silent_closes_the_call_within_2_s(
+def test_a_browser_leaving_mid_silence_leaves_the_reply_running_and_stop_ends_it_within_2_s(
     live_server: LiveServer, member_http: httpx2.Client, silent: SilentUpstream
 ) -> None:
     set_limits(live_server, heartbeat_seconds=0.1)
@@ -148,14 +148,23 @@ def test_a_browser_leaving_while_the_provider_is_silent_closes_the_call_within_2
 
     with member_http.stream("GET", f"/messages/{message_id}/stream") as response:
         lines = response.iter_lines()
-        assert next(lines) == ": reply"
+        opening = [line for line in (next(lines) for _ in range(5)) if line]
+        assert opening == [": reply", "event: reset", "data: "]
         assert wait_for(lambda: silent.requests == 1)
-        heartbeats = [line for line in (next(lines), next(lines), next(lines)) if line]
-        assert heartbeats and all(line == ": keep-alive" for line in heartbeats)
-    left = time.monotonic()
+        assert ": keep-alive" in (next(lines), next(lines))
+    # The page is gone (the server noticed at a heartbeat); the reply is not: its provider
+    # call stays open.
+    assert wait_for(lambda: not live_server.active_requests)
+    assert live_server.app.extensions["reply_runs"].get(message_id) is not None
+    assert silent.closed_at == []
 
+    headers = {"HX-Request": "true", "X-CSRFToken": csrf_token(member_http)}
+    pressed = time.monotonic()
+    stopped = member_http.post(f"/messages/{message_id}/stop", headers=headers)
+
+    assert stopped.status_code == 200 and "Stopped" in stopped.text
     assert wait_for(lambda: silent.closed_at, timeout=10)
-    assert silent.closed_at[0] - left < 2.0
+    assert silent.closed_at[0] - pressed < 2.0
     assert wait_for_status(message_id, {"stopped"}).status == "stopped"
 
 

@@ -22,6 +22,7 @@ from webapp.security import init_security
 from webapp.services.gateway import init_gateway
 from webapp.services.llm_config import init_llm_settings
 from webapp.services.replies import init_replies
+from webapp.services.reply_runs import init_reply_runs
 from webapp.services.usage import init_usage
 from webapp.templating import register_template_filters
 
@@ -50,6 +51,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_http_headers(app)
     init_llm_settings(app)
     init_replies(app)
+    init_reply_runs(app)
     init_gateway(app)
     init_usage(app)
     init_password_gate(app)

@@ -79,6 +79,7 @@ def from_environment() -> dict[str, Any]:
         "REDIS_URL": "REDIS_URL",
         "MODELDESK_REDIS_PREFIX": "REDIS_KEY_PREFIX",
         "MODELDESK_INSTANCE_NAME": "INSTANCE_NAME",
+        "MODELDESK_REPLY_BUS": "REPLY_BUS",
         "MODELDESK_PASSWORD_HASH_METHOD": "PASSWORD_HASH_METHOD",
     }
     for variable, key in passthrough.items():
@@ -135,6 +136,9 @@ def defaults(env: str, instance_path: str) -> dict[str, Any]:
         "MAX_REPLY_CHARS": 200_000,
         # While a provider is silent, an SSE comment this often notices a browser that left.
         "REPLY_HEARTBEAT_SECONDS": 1.0,
+        # How a page follows a reply another process writes (webapp/services/reply_bus.py):
+        # auto, redis, postgres or none.
+        "REPLY_BUS": "auto",
         "DB_POOL_SIZE": 10,
         # Usage records are written in batches this often (0: only on flush(), as the tests
         # do, so no test's events land in the next one's database).

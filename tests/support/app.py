@@ -45,6 +45,11 @@ class LiveServer:
         self._thread.start()
         return self
 
+    @property
+    def active_requests(self) -> list[str]:
+        """"METHOD /path" of the app's requests whose response is still open."""
+        return list(self._requests.paths) if self._requests is not None else []
+
     def stop(self) -> None:
         """Stop serving, then wait for the requests still running to end: a reply notices a
         reader that left at its next write or heartbeat, a page may still wait on a slow

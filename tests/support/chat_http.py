@@ -99,11 +99,17 @@ class Frame:
 
 
 def read_frames(lines: Iterator[str]) -> Iterator[Frame]:
-    """Parse SSE from a line iterator: data lines joined with newlines, comments skipped."""
+    """Parse SSE from a line iterator: data lines joined with newlines, comments skipped.
+    Every reply stream opens with an empty `reset` frame (the text follows from its first
+    character); it is checked here and left out."""
     event, data = "message", []
+    first = True
     for line in lines:
         if line == "":
-            if data:
+            if data and first:
+                assert (event, data) == ("reset", [""]), f"a stream opened with {event}"
+                first = False
+            elif data:
                 yield Frame(event, "\n".join(data), time.monotonic())
             event, data = "message", []
         elif line.startswith(":"):

@@ -37,7 +37,7 @@ from webapp.forms.composer import read_draft, row_id
 from webapp.htmx import is_htmx_fragment_request, keep_address, redirect_for_htmx
 from webapp.models import ChatMessage, Conversation
 from webapp.models.validation import Errors
-from webapp.services import conversation_search, replies, transcript_export
+from webapp.services import conversation_search, replies, reply_runs, transcript_export
 from webapp.services import conversations as chats
 from webapp.services.presets import presets_of
 
@@ -327,45 +327,47 @@ def show_message(message_id: int) -> ResponseReturnValue:
 
 @bp.post("/messages/<id:message_id>/stop")
 def stop_message(message_id: int) -> ResponseReturnValue:
-    """Stop pressed. A reply that never started is marked stopped here; a streaming one is
-    stopped by its closed EventSource (the stream sees the disconnect and saves itself), so
-    this answers with the message as it is now — polling until it is final."""
+    """Stop pressed, in any tab: the reply ends as stopped wherever it is being written, and
+    this answers with it as saved."""
     message = _own_message(message_id)
-    if replies.cancel_pending(message.id):
-        db.session.refresh(message)
+    reply_runs.stop(message)
     return render_template("chat/_message.html", message=message)
 
 
 @bp.get("/messages/<id:message_id>/stream")
 def stream_message(message_id: int) -> ResponseReturnValue:
-    """The reply as server-sent events: `delta` frames, then one `end` frame.
+    """The reply as server-sent events, from its first character: `delta` frames, then one
+    `end` frame.
 
-    Only the request that claims the pending message streams; any other (an EventSource
-    reconnecting, a second tab) gets 204, which tells EventSource not to retry.
+    The first request for a pending reply starts it; the reply then runs on the server to
+    its end whether or not anyone watches, and any later request (a reload, another tab,
+    another worker) follows it live. A reply already over answers 204, which tells
+    EventSource not to retry (the page then fetches the saved message).
     """
     message = _own_message(message_id)
-    reply = replies.open_reply(message, current_user.id)
-    if reply is None:
+    events = reply_runs.watch(message, current_user.id)
+    if events is None:
         return "", 204
     response = Response(
-        stream_with_context(_frames(reply)), mimetype="text/event-stream", headers=SSE_HEADERS
+        stream_with_context(_frames(events)), mimetype="text/event-stream", headers=SSE_HEADERS
     )
-    # On close, whether or not the body was ever iterated (a client gone before the first
-    # byte never starts the generator, so its `finally` cannot be relied on).
-    response.call_on_close(reply.close)
+    # On close, whether or not the body was ever iterated: a follower stops following.
+    response.call_on_close(events.close)
     return response
 
 
-def _frames(reply: replies.ReplyStream | replies.EndedReply) -> Iterator[str]:
+def _frames(events: Iterator[replies.ReplyEvent]) -> Iterator[str]:
     """SSE frames for one reply. Never touches the request's session: the reply is recorded
-    through the service's own sessions."""
-    yield ": reply\n\n"  # headers and a first byte now: the EventSource opens at once
-    for event in reply:
+    and followed through the services' own connections."""
+    # Headers and a first byte now, so the EventSource opens at once; the text comes from its
+    # first character, so `reset` clears what an earlier connection showed.
+    yield ": reply\n\n" + sse_frame("reset", "")
+    for event in events:
         if isinstance(event, replies.ReplyDelta):
             yield sse_frame("delta", str(escape(event.text)))
         elif isinstance(event, replies.ReplyHeartbeat):
             # An SSE comment: the browser ignores it; a write to a browser that left fails,
-            # which closes this stream (and cancels the provider call) within a beat or two.
+            # which closes this stream (the reply goes on) within a beat or two.
             yield ": keep-alive\n\n"
         else:
             yield sse_frame("end", render_template("chat/_message.html", message=event.message))

@@ -44,6 +44,11 @@ class _Workers:
 _workers = _Workers()
 
 
+def in_background(task: Callable[[], None]) -> None:
+    """Run `task` on one of the kept daemon threads (started when none is idle)."""
+    _workers.run(task)
+
+
 class Pump:
     """Reads `items` on a thread of its own into a queue. Only that thread iterates (and
     closes) `items`; the reader takes them with `next(timeout)` or `batch(timeout)`."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import CheckConstraint, Float, ForeignKey, String, Text
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from webapp.extensions import db
 from webapp.models import validation as v
 from webapp.models.llm import LLMModel, LLMPreset, RecordMixin
-from webapp.models.types import JSONObject
+from webapp.models.types import JSONObject, UTCDateTime
 
 # pending: stored, waiting for its stream; streaming: claimed by one stream request.
 MESSAGE_STATUSES = ("pending", "streaming", "complete", "stopped", "incomplete", "error")
@@ -98,6 +99,10 @@ class ChatMessage(RecordMixin, db.Model):
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSONObject, nullable=True)
     ttft_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     total_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Stop pressed in a page served by another process than the one writing the reply.
+    stop_requested_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), nullable=True
+    )
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
     llm_model: Mapped[LLMModel | None] = relationship()

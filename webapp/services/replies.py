@@ -267,9 +267,21 @@ class ReplyStream:
         self._started = False
         self._run = self._generate()
         self._closed = False
+        self._stop_requested = False
 
     def __iter__(self) -> Iterator[ReplyEvent]:
         return self._run
+
+    @property
+    def saved(self) -> ChatMessage | None:
+        """The outcome, once recorded."""
+        return self._recorder.saved
+
+    def request_stop(self) -> None:
+        """Stop pressed (from any thread): the provider call is cancelled at once, and the
+        reply ends as stopped with the text that arrived."""
+        self._stop_requested = True
+        self._events.cancel()
 
     def close(self) -> None:
         if self._closed:
@@ -297,6 +309,9 @@ class ReplyStream:
                     yield ReplyEnd(self._cut(f"the reply reached its {seconds}-second limit"))
                     return
                 item = pump.next(timeout=min(limits.heartbeat_seconds, remaining))
+                if self._stop_requested:
+                    yield ReplyEnd(recorder.stop())
+                    return
                 if item is None:
                     yield ReplyHeartbeat()
                     continue

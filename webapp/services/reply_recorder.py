@@ -123,7 +123,7 @@ class ReplyRecorder:
         )
 
     def stop(self) -> ChatMessage:
-        """The browser went away (Stop, reload, closed tab): keep what arrived."""
+        """Stop pressed (or the server shutting down): keep what arrived."""
         return self._save(status="stopped", **self._own_timings())
 
     def cut(self, reason: str) -> ChatMessage:

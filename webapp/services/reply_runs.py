@@ -1,0 +1,418 @@
+"""Replies that belong to the server: a reply runs to its end whoever watches it.
+
+The stream request that claims a pending reply starts a `ReplyRun`: a background thread of
+this process drives the reply (`replies.ReplyStream`: provider call, limits, recording) and
+keeps its text in memory. Pages only follow it. A page served by this process follows the run
+itself (`follow_here`); a page served by another worker or instance follows it through the
+reply bus, or on SQLite without Redis through the reply's checkpoints in the database
+(`follow_elsewhere`). A page that goes away costs the reply nothing; Stop is an explicit
+request (`stop`) that reaches the run wherever it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator
+
+from flask import Flask, current_app
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session
+
+from webapp.config import ConfigError
+from webapp.extensions import db
+from webapp.llm.pump import in_background
+from webapp.models import ChatMessage
+from webapp.models.types import utcnow
+from webapp.services.replies import (
+    EndedReply,
+    ReplyDelta,
+    ReplyEnd,
+    ReplyEvent,
+    ReplyHeartbeat,
+    ReplyStream,
+    cancel_pending,
+    open_reply,
+)
+from webapp.services.reply_bus import BusMessage, ReplyBus, make_bus, text_messages
+
+log = logging.getLogger(__name__)
+
+LIVE_STATUSES = frozenset({"pending", "streaming"})
+# How often a run looks in the database for a Stop pressed in another process: often without
+# a bus (the only way it hears), now and then with one (in case a bus message was lost).
+STOP_CHECK_SECONDS = 1.0
+STOP_CHECK_SECONDS_WITH_BUS = 5.0
+# How often a page following a reply from another process reads its progress in the
+# database: without a bus that is how the text arrives; with one, a safety net.
+POLL_SECONDS = 0.5
+POLL_SECONDS_WITH_BUS = 2.0
+# How long Stop waits for the reply to be saved before answering with it as it is.
+STOP_WAIT_SECONDS = 5.0
+
+
+class ReplyRun:
+    """One reply written by this process: its text so far, its end, and who follows it."""
+
+    def __init__(
+        self,
+        message_id: int,
+        reply: ReplyStream,
+        *,
+        engine: Engine,
+        bus: ReplyBus | None,
+        on_end: Callable[[ReplyRun], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.message_id = message_id
+        self._reply = reply
+        self._engine = engine
+        self._bus = bus
+        self._on_end = on_end
+        self._clock = clock
+        self._changed = threading.Condition()
+        self._pieces: list[str] = []
+        self._length = 0
+        self.ended: ChatMessage | None = None
+        self._done = threading.Event()
+        self._followed_elsewhere = False
+        self._stop_check_every = STOP_CHECK_SECONDS_WITH_BUS if bus else STOP_CHECK_SECONDS
+        self._next_stop_check = clock() + self._stop_check_every
+
+    def start(self) -> None:
+        in_background(self._drive)
+
+    def stop(self) -> None:
+        """Stop pressed: the provider call is cancelled at once, the text so far is kept."""
+        self._reply.request_stop()
+
+    def wait(self, timeout: float) -> bool:
+        """True once the reply has ended and its outcome is recorded."""
+        return self._done.wait(timeout)
+
+    def follow_elsewhere(self) -> None:
+        """A page in another process follows: send it the text so far, then every piece."""
+        if self._bus is None:
+            return
+        with self._changed:
+            self._followed_elsewhere = True
+            messages = text_messages(self.message_id, 0, "".join(self._pieces))
+            if self.ended is not None:
+                messages.append(BusMessage(self.message_id, "end", self._length))
+            if messages:
+                self._bus.publish(*messages)
+
+    def changes(self, seen: int, timeout: float) -> tuple[list[str], ChatMessage | None]:
+        """The pieces after the first `seen`, waiting up to `timeout` for some; the end
+        comes with no pieces, once every piece has been taken."""
+        with self._changed:
+            if len(self._pieces) == seen and self.ended is None:
+                self._changed.wait(timeout)
+            pieces = self._pieces[seen:]
+            return pieces, (self.ended if not pieces else None)
+
+    def _drive(self) -> None:
+        try:
+            for event in self._reply:
+                if isinstance(event, ReplyDelta):
+                    self._add(event.text)
+                elif isinstance(event, ReplyEnd):
+                    self._end(event.message)
+                if isinstance(event, ReplyHeartbeat) or self._stop_check_due():
+                    self._check_stop_request()
+        except Exception:
+            log.exception("reply %s: its run failed", self.message_id)
+        finally:
+            self._reply.close()
+            if self.ended is None and self._reply.saved is not None:
+                self._end(self._reply.saved)
+            self._done.set()
+            with self._changed:
+                self._changed.notify_all()
+            self._on_end(self)
+
+    def _add(self, text: str) -> None:
+        with self._changed:
+            offset = self._length
+            self._pieces.append(text)
+            self._length += len(text)
+            if self._followed_elsewhere and self._bus is not None:
+                self._bus.publish(*text_messages(self.message_id, offset, text))
+            self._changed.notify_all()
+
+    def _end(self, message: ChatMessage) -> None:
+        with self._changed:
+            self.ended = message
+            if self._followed_elsewhere and self._bus is not None:
+                self._bus.publish(BusMessage(self.message_id, "end", self._length))
+            self._changed.notify_all()
+
+    def _stop_check_due(self) -> bool:
+        return self._clock() >= self._next_stop_check
+
+    def _check_stop_request(self) -> None:
+        if not self._stop_check_due():
+            return
+        self._next_stop_check = self._clock() + self._stop_check_every
+        query = select(ChatMessage.stop_requested_at).where(ChatMessage.id == self.message_id)
+        try:
+            with self._engine.connect() as connection:
+                requested = connection.execute(query).scalar()
+        except Exception as error:  # noqa: BLE001 - the database away: check again later
+            log.warning("reply %s: could not check for a stop: %s", self.message_id, error)
+            return
+        if requested is not None:
+            self.stop()
+
+
+class ReplyRuns:
+    """The replies this process is writing, by message id."""
+
+    def __init__(self, bus: ReplyBus | None) -> None:
+        self.bus = bus
+        self._lock = threading.Lock()
+        self._runs: dict[int, ReplyRun] = {}
+        self._answering = False
+
+    def start(self, message_id: int, reply: ReplyStream, engine: Engine) -> ReplyRun:
+        run = ReplyRun(message_id, reply, engine=engine, bus=self.bus, on_end=self._forget)
+        with self._lock:
+            self._runs[message_id] = run
+        self._answer_the_bus()
+        run.start()
+        return run
+
+    def get(self, message_id: int) -> ReplyRun | None:
+        with self._lock:
+            return self._runs.get(message_id)
+
+    def running(self) -> list[ReplyRun]:
+        with self._lock:
+            return list(self._runs.values())
+
+    def finish(self, timeout: float) -> list[int]:
+        """Wait up to `timeout` for every run to end, then stop the rest and wait for them
+        to be saved (a worker shutting down, a test's teardown). Returns the stopped ids."""
+        deadline = time.monotonic() + timeout
+        for run in self.running():
+            run.wait(max(0.0, deadline - time.monotonic()))
+        stopped = self.running()
+        for run in stopped:
+            run.stop()
+        for run in stopped:
+            run.wait(STOP_WAIT_SECONDS)
+        return [run.message_id for run in stopped]
+
+    def close(self) -> None:
+        if self.bus is not None:
+            self.bus.close()
+
+    def _forget(self, run: ReplyRun) -> None:
+        with self._lock:
+            if self._runs.get(run.message_id) is run:
+                del self._runs[run.message_id]
+
+    def _answer_the_bus(self) -> None:
+        if self.bus is None or self._answering:
+            return
+        self._answering = True
+        self.bus.on_control(self._control)
+
+    def _control(self, message: BusMessage) -> None:
+        run = self.get(message.reply_id)
+        if run is None:
+            return
+        if message.kind == "follow":
+            run.follow_elsewhere()
+        elif message.kind == "stop":
+            run.stop()
+
+
+# --- following a reply ------------------------------------------------------------------------
+
+
+def follow_here(run: ReplyRun, heartbeat_seconds: float) -> ReplyEvents:
+    """A reply this process writes, from its first character, live."""
+    seen = 0
+    while True:
+        pieces, ended = run.changes(seen, heartbeat_seconds)
+        if pieces:
+            seen += len(pieces)
+            yield ReplyDelta("".join(pieces))
+        elif ended is not None:
+            yield ReplyEnd(ended)
+            return
+        else:
+            yield ReplyHeartbeat()
+
+
+def follow_elsewhere(
+    message_id: int,
+    *,
+    engine: Engine,
+    bus: ReplyBus | None,
+    heartbeat_seconds: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> ReplyEvents:
+    """A reply another process writes, from its first character: what its last checkpoint
+    saved, then every piece the writer sends over the bus (each with its offset, so nothing
+    is shown twice or skipped), or without a bus the checkpoints as they are saved."""
+    inbox = bus.subscribe(message_id) if bus is not None else None
+    poll_every = POLL_SECONDS_WITH_BUS if bus is not None else POLL_SECONDS
+    shown = 0
+    try:
+        if bus is not None:
+            bus.publish(BusMessage(message_id, "follow"))
+        next_poll = clock()
+        while True:
+            if clock() >= next_poll:
+                next_poll = clock() + poll_every
+                status, more = _progress(engine, message_id, shown)
+                if more:
+                    shown += len(more)
+                    yield ReplyDelta(more)
+                if status not in LIVE_STATUSES:
+                    ended = _saved(engine, message_id)
+                    if ended is not None:
+                        yield ReplyEnd(ended)
+                    return
+            wait = min(heartbeat_seconds, max(0.0, next_poll - clock()))
+            message = _next_message(inbox, wait)
+            if message is None:
+                yield ReplyHeartbeat()
+            elif message.kind == "end":
+                next_poll = clock()
+            elif message.offset <= shown < message.offset + len(message.text):
+                piece = message.text[shown - message.offset :]
+                shown += len(piece)
+                yield ReplyDelta(piece)
+    finally:
+        if bus is not None and inbox is not None:
+            bus.unsubscribe(message_id, inbox)
+
+
+def _next_message(inbox: queue.SimpleQueue[BusMessage] | None, wait: float) -> BusMessage | None:
+    if inbox is None:
+        time.sleep(wait)
+        return None
+    try:
+        return inbox.get(timeout=wait)
+    except queue.Empty:
+        return None
+
+
+def _progress(engine: Engine, message_id: int, shown: int) -> tuple[str | None, str]:
+    """The reply's status and its saved text after the first `shown` characters."""
+    query = select(ChatMessage.status, func.substr(ChatMessage.content, shown + 1)).where(
+        ChatMessage.id == message_id
+    )
+    with engine.connect() as connection:
+        row = connection.execute(query).first()
+    if row is None:  # deleted with its conversation
+        return None, ""
+    return row[0], row[1] or ""
+
+
+def _saved(engine: Engine, message_id: int) -> ChatMessage | None:
+    with Session(engine, expire_on_commit=False) as session:
+        return session.get(ChatMessage, message_id)
+
+
+def request_stop_elsewhere(engine: Engine, bus: ReplyBus | None, message_id: int) -> None:
+    """Stop pressed for a reply another process writes: say so in the database (which that
+    process checks) and on the bus (which it hears at once)."""
+    with engine.begin() as connection:
+        connection.execute(
+            update(ChatMessage)
+            .where(ChatMessage.id == message_id, ChatMessage.status == "streaming")
+            .values(stop_requested_at=utcnow())
+        )
+    if bus is not None:
+        bus.publish(BusMessage(message_id, "stop"))
+
+
+def wait_until_saved(engine: Engine, message_id: int, timeout: float) -> bool:
+    """Poll until the reply has left "streaming" (or `timeout` passes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, _ = _progress(engine, message_id, 1 << 30)
+        if status not in LIVE_STATUSES or time.monotonic() >= deadline:
+            return status not in LIVE_STATUSES
+        time.sleep(0.1)
+
+
+# --- what the views call ------------------------------------------------------------------------
+
+BUS_CHOICES = ("auto", "redis", "postgres", "none")
+
+
+def init_reply_runs(app: Flask) -> None:
+    """The process's runs and its reply bus (opened only when first needed)."""
+    config = app.config
+    choice = str(config.get("REPLY_BUS", "auto")).strip().lower()
+    if choice not in BUS_CHOICES:
+        raise ConfigError(f"MODELDESK_REPLY_BUS must be one of {', '.join(BUS_CHOICES)}")
+    if choice == "redis" and not config.get("REDIS_URL"):
+        raise ConfigError("MODELDESK_REPLY_BUS=redis needs REDIS_URL")
+    bus = make_bus(
+        choice,
+        database_url=config["SQLALCHEMY_DATABASE_URI"],
+        redis_url=config.get("REDIS_URL"),
+        prefix=config["REDIS_KEY_PREFIX"],
+    )
+    app.extensions["reply_runs"] = ReplyRuns(bus)
+
+
+def runs() -> ReplyRuns:
+    return current_app.extensions["reply_runs"]
+
+
+ReplyEvents = Generator[ReplyEvent, None, None]
+
+
+def watch(message: ChatMessage, user_id: int) -> ReplyEvents | None:
+    """The reply's events for a page, from its first character, or None when it is over
+    (the page then shows it as saved). A pending reply is started here, in this process;
+    one already running is followed wherever it runs."""
+    heartbeat = current_app.extensions["reply_limits"].heartbeat_seconds
+    run = runs().get(message.id)
+    if run is None and message.status == "pending":
+        reply = open_reply(message, user_id)
+        if isinstance(reply, EndedReply):
+            return _ended(reply)
+        if reply is not None:
+            run = runs().start(message.id, reply, db.engine)
+        else:  # another request claimed it first, maybe in another process
+            run = runs().get(message.id)
+            db.session.refresh(message)
+    if run is not None:
+        return follow_here(run, heartbeat)
+    if message.status != "streaming":
+        return None
+    engine = db.engine
+    db.session.close()  # the follower reads through short connections of its own
+    return follow_elsewhere(
+        message.id, engine=engine, bus=runs().bus, heartbeat_seconds=heartbeat
+    )
+
+
+def _ended(reply: EndedReply) -> ReplyEvents:
+    yield from reply
+
+
+def stop(message: ChatMessage) -> None:
+    """Stop pressed, in whichever tab or process: the reply ends as stopped, keeping its
+    text, and its provider call is closed. Returns once it is saved (or after a few
+    seconds, when the process writing it does not answer)."""
+    if cancel_pending(message.id):
+        return
+    run = runs().get(message.id)
+    if run is not None:
+        run.stop()
+        run.wait(STOP_WAIT_SECONDS)
+    elif message.status == "streaming":
+        request_stop_elsewhere(db.engine, runs().bus, message.id)
+        wait_until_saved(db.engine, message.id, STOP_WAIT_SECONDS)
+    db.session.refresh(message)
