@@ -832,7 +832,7 @@ def test_a_failure_on_our_side_mid_stream_still_ends_and_saves(
         reply = replies.ReplyStream(
             ChatStream(events()), recorder, reply_limits.ReplyLimits(), on_close=lambda: None
         )
-        frames = list(_frames(reply))
+        frames = list(_frames(reply, "started"))
 
     assert frames[0].startswith(":")
     assert frames[1] == "event: delta\ndata: partial &lt;text&gt;\n\n"

@@ -149,7 +149,7 @@ def test_a_browser_leaving_mid_silence_leaves_the_reply_running_and_stop_ends_it
     with member_http.stream("GET", f"/messages/{message_id}/stream") as response:
         lines = response.iter_lines()
         opening = [line for line in (next(lines) for _ in range(5)) if line]
-        assert opening == [": reply", "event: reset", "data: "]
+        assert opening == [": reply started", "event: reset", "data: "]
         assert wait_for(lambda: silent.requests == 1)
         assert ": keep-alive" in (next(lines), next(lines))
     # The page is gone (the server noticed at a heartbeat); the reply is not: its provider

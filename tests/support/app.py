@@ -47,7 +47,7 @@ class LiveServer:
 
     @property
     def active_requests(self) -> list[str]:
-        """"METHOD /path" of the app's requests whose response is still open."""
+        """ "METHOD /path" of the app's requests whose response is still open."""
         return list(self._requests.paths) if self._requests is not None else []
 
     def stop(self) -> None:

@@ -179,6 +179,8 @@ class Cluster:
     size: int = 2
     workers: int = 2
     mock_stream_delay: float = 0.0
+    # Settings every instance gets on top of the cluster's own (e.g. MODELDESK_REPLY_BUS).
+    extra_env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     redis_prefix: str = field(default_factory=lambda: f"modeldesk-test-{secrets.token_hex(6)}")
     instances: list[Instance] = field(init=False)
@@ -218,6 +220,7 @@ class Cluster:
             # No reply is open when a test run stops them; gunicorn's stop takes longer the
             # longer this grace is, even for an idle instance.
             "MODELDESK_GRACEFUL_TIMEOUT": "2",
+            **self.extra_env,
         }
 
     def _secret(self, name: str) -> str:

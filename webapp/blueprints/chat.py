@@ -345,23 +345,25 @@ def stream_message(message_id: int) -> ResponseReturnValue:
     EventSource not to retry (the page then fetches the saved message).
     """
     message = _own_message(message_id)
-    events = reply_runs.watch(message, current_user.id)
-    if events is None:
+    following = reply_runs.watch(message, current_user.id)
+    if following is None:
         return "", 204
+    frames = _frames(following.events, following.how)
     response = Response(
-        stream_with_context(_frames(events)), mimetype="text/event-stream", headers=SSE_HEADERS
+        stream_with_context(frames), mimetype="text/event-stream", headers=SSE_HEADERS
     )
     # On close, whether or not the body was ever iterated: a follower stops following.
-    response.call_on_close(events.close)
+    response.call_on_close(following.events.close)
     return response
 
 
-def _frames(events: Iterator[replies.ReplyEvent]) -> Iterator[str]:
+def _frames(events: Iterator[replies.ReplyEvent], how: str) -> Iterator[str]:
     """SSE frames for one reply. Never touches the request's session: the reply is recorded
     and followed through the services' own connections."""
-    # Headers and a first byte now, so the EventSource opens at once; the text comes from its
-    # first character, so `reset` clears what an earlier connection showed.
-    yield ": reply\n\n" + sse_frame("reset", "")
+    # Headers and a first byte now, so the EventSource opens at once (the comment says how
+    # this page follows the reply); the text comes from its first character, so `reset`
+    # clears what an earlier connection showed.
+    yield f": reply {how}\n\n" + sse_frame("reset", "")
     for event in events:
         if isinstance(event, replies.ReplyDelta):
             yield sse_frame("delta", str(escape(event.text)))

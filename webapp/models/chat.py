@@ -100,9 +100,7 @@ class ChatMessage(RecordMixin, db.Model):
     ttft_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     total_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     # Stop pressed in a page served by another process than the one writing the reply.
-    stop_requested_at: Mapped[datetime | None] = mapped_column(
-        UTCDateTime(), nullable=True
-    )
+    stop_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
     llm_model: Mapped[LLMModel | None] = relationship()

@@ -80,6 +80,8 @@ class ReplyBus:
     process that never needs the bus opens no connection for it.
     """
 
+    name = "bus"
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subscribers: dict[int, list[queue.SimpleQueue[BusMessage]]] = {}
@@ -93,7 +95,7 @@ class ReplyBus:
         fallback: followers check it, and the writer checks it for a stop)."""
         try:
             self._send([message.encode() for message in messages])
-        except Exception as error:  # noqa: BLE001 - any transport failure is logged, not raised
+        except Exception as error:  # any transport failure is logged, not raised
             log.warning("reply bus: could not publish: %s", error)
 
     def subscribe(self, reply_id: int) -> queue.SimpleQueue[BusMessage]:
@@ -133,7 +135,7 @@ class ReplyBus:
         while not self._closed.is_set():
             try:
                 self._receive(self._deliver)
-            except Exception as error:  # noqa: BLE001 - reconnect whatever broke
+            except Exception as error:  # reconnect whatever broke
                 self._ready.clear()
                 if self._closed.is_set():
                     return
@@ -164,6 +166,8 @@ class ReplyBus:
 
 
 class RedisReplyBus(ReplyBus):
+    name = "redis"
+
     def __init__(self, url: str, channel: str) -> None:
         super().__init__()
         self._channel = channel
@@ -197,10 +201,14 @@ class PostgresReplyBus(ReplyBus):
     """LISTEN on a connection of its own; NOTIFY through another, one message at a time (a
     lock keeps a process's messages in order)."""
 
+    name = "postgres"
+
     def __init__(self, database_url: str) -> None:
         super().__init__()
-        self._conninfo = make_url(database_url).set(drivername="postgresql").render_as_string(
-            hide_password=False
+        self._conninfo = (
+            make_url(database_url)
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
         )
         self._send_lock = threading.Lock()
         self._sender: psycopg.Connection[Any] | None = None
@@ -236,7 +244,9 @@ class PostgresReplyBus(ReplyBus):
                 self._sender = None
 
 
-def make_bus(choice: str, *, database_url: str, redis_url: str | None, prefix: str) -> ReplyBus | None:
+def make_bus(
+    choice: str, *, database_url: str, redis_url: str | None, prefix: str
+) -> ReplyBus | None:
     """The bus the configuration asks for: "auto" is Redis when `redis_url` is set, else
     PostgreSQL when the database is, else none."""
     if choice == "auto":
@@ -251,4 +261,3 @@ def make_bus(choice: str, *, database_url: str, redis_url: str | None, prefix: s
     if choice == "postgres":
         return PostgresReplyBus(database_url)
     return None
-

@@ -15,7 +15,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
 
 from flask import Flask, current_app
 from sqlalchemy import Engine, func, select, update
@@ -160,7 +161,7 @@ class ReplyRun:
         try:
             with self._engine.connect() as connection:
                 requested = connection.execute(query).scalar()
-        except Exception as error:  # noqa: BLE001 - the database away: check again later
+        except Exception as error:  # the database away: check again later
             log.warning("reply %s: could not check for a stop: %s", self.message_id, error)
             return
         if requested is not None:
@@ -372,30 +373,39 @@ def runs() -> ReplyRuns:
 ReplyEvents = Generator[ReplyEvent, None, None]
 
 
-def watch(message: ChatMessage, user_id: int) -> ReplyEvents | None:
+@dataclass(frozen=True)
+class Following:
+    """A page's view of a reply: its events, and how they reach it ("started" here, "here",
+    or from another process via "redis", "postgres" or "database")."""
+
+    events: ReplyEvents
+    how: str
+
+
+def watch(message: ChatMessage, user_id: int) -> Following | None:
     """The reply's events for a page, from its first character, or None when it is over
     (the page then shows it as saved). A pending reply is started here, in this process;
     one already running is followed wherever it runs."""
     heartbeat = current_app.extensions["reply_limits"].heartbeat_seconds
     run = runs().get(message.id)
+    how = "here"
     if run is None and message.status == "pending":
         reply = open_reply(message, user_id)
         if isinstance(reply, EndedReply):
-            return _ended(reply)
+            return Following(_ended(reply), "refused")
         if reply is not None:
-            run = runs().start(message.id, reply, db.engine)
+            run, how = runs().start(message.id, reply, db.engine), "started"
         else:  # another request claimed it first, maybe in another process
             run = runs().get(message.id)
             db.session.refresh(message)
     if run is not None:
-        return follow_here(run, heartbeat)
+        return Following(follow_here(run, heartbeat), how)
     if message.status != "streaming":
         return None
-    engine = db.engine
+    engine, bus = db.engine, runs().bus
     db.session.close()  # the follower reads through short connections of its own
-    return follow_elsewhere(
-        message.id, engine=engine, bus=runs().bus, heartbeat_seconds=heartbeat
-    )
+    events = follow_elsewhere(message.id, engine=engine, bus=bus, heartbeat_seconds=heartbeat)
+    return Following(events, bus.name if bus is not None else "database")
 
 
 def _ended(reply: EndedReply) -> ReplyEvents:
