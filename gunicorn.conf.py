@@ -9,7 +9,10 @@ Every value can be set from the environment; see the README's deployment section
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
+from typing import Any
 
 from webapp.config import ConfigError, build
 
@@ -46,3 +49,25 @@ def on_starting(server: object) -> None:
         build(instance_path=os.path.join(os.getcwd(), "instance"))
     except ConfigError as error:
         sys.exit(f"ModelDesk cannot start: {error}")
+
+
+def post_worker_init(worker: Any) -> None:
+    """Replies belong to the server, not to a request. When a worker is told to stop (deploy,
+    restart: SIGTERM), the replies it is writing get half the graceful timeout to finish; the
+    rest are then stopped, so each is saved as stopped with its text (and the pages following
+    it get its end) before gunicorn's own grace runs out."""
+    runs = worker.wsgi.extensions.get("reply_runs")
+    previous = signal.getsignal(signal.SIGTERM)
+    if runs is None or not callable(previous):
+        return
+
+    def finish_replies() -> None:
+        stopped = runs.finish(timeout=graceful_timeout / 2)
+        if stopped:
+            worker.log.info("stopped %d replies still running at exit: %s", len(stopped), stopped)
+
+    def on_term(signum: int, frame: Any) -> None:
+        threading.Thread(target=finish_replies, name="finish-replies", daemon=True).start()
+        previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_term)

@@ -14,6 +14,7 @@ import html
 import re
 from collections.abc import Iterator
 from contextlib import closing
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -122,3 +123,35 @@ def test_stop_pressed_in_a_page_of_another_process_stops_the_reply(cluster: Clus
     assert status == "stopped"
     assert content.startswith(seen)
     assert not re.fullmatch(mock_reply_pattern(LONG_PROMPT, model_name), content)
+
+
+def test_an_instance_told_to_stop_saves_the_reply_it_was_writing(tmp_path: Path) -> None:
+    """gunicorn's SIGTERM (a deploy): the reply gets half the grace (1 s here) to finish,
+    then is stopped and saved with its text instead of being left "streaming"."""
+    nginx = require_cluster_services()
+    database = ThrowawayDatabase()
+    cluster = Cluster(
+        nginx=nginx, workdir=tmp_path, database=database, size=1, workers=1, mock_stream_delay=0.5
+    )
+    try:
+        cluster.flask(
+            ["db", "upgrade"], ["seed"], ["users", "create", "--password", PASSWORD, MEMBER_EMAIL]
+        )
+        cluster.start()
+        (instance,) = cluster.instances
+        assert instance.process is not None
+        model_id, _ = mock_model(cluster)
+        with closing(signed_in_at(instance.url)) as client:
+            message_id = send(client, model_id, LONG_PROMPT)
+            seen = start_and_drop(client, message_id)
+
+        instance.process.terminate()
+        instance.process.wait_ended()
+
+        status, content = saved(cluster, message_id)
+        assert status == "stopped", cluster.logs()
+        assert content.startswith(seen)
+        assert "stopped 1 replies still running at exit" in cluster.logs()
+    finally:
+        cluster.stop()
+        database.drop()
