@@ -24,7 +24,6 @@ from tests.support.mock_api import mock_reply_pattern
 from tests.support.waiting import wait_for
 from webapp.extensions import db as _db
 from webapp.models import ChatMessage
-from webapp.services import conversations as chats
 
 # The length of the streaming reply's text every 80 ms, until the final rendering replaces it.
 SAMPLE_REPLY_LENGTHS = """() => new Promise((resolve) => {
@@ -168,35 +167,46 @@ def test_enter_sends_and_shift_enter_starts_a_new_line(
     expect(box).to_be_focused()
 
 
-def test_a_reply_streamed_by_another_request_is_polled_until_final(
-    app: Flask, live_server: LiveServer, member_page: Page, member: Any
+def test_a_reply_survives_a_reload_mid_stream_and_shows_every_character_once(
+    app: Flask, live_server: LiveServer, member_page: Page
 ) -> None:
-    model = mock_model(mock_provider(live_server))
-    conversation = chats.start_conversation(member.id)
-    choice, _ = chats.choose(chats.Draft(llm_model_id=model.id, content="Who answers?"))
-    assert choice is not None
-    _, reply = chats.add_turn(conversation, choice)
-    reply_id, conversation_id = reply.id, conversation.id
-
-    def save(**values: Any) -> None:
-        # Its own app context: Playwright runs route handlers outside the test's.
-        with app.app_context():
-            _db.session.execute(
-                _db.update(ChatMessage).where(ChatMessage.id == reply_id).values(**values)
-            )
-            _db.session.commit()
-
-    def claimed_elsewhere(route: Any) -> None:
-        # Another tab claimed the reply first: this page's stream request gets 204.
-        save(status="streaming", content="Half an answer")
-        route.fulfill(status=204)
-
+    mock_model(mock_provider(live_server, "chunk_delay=0.1"))
     page = member_page
-    page.route(f"**/messages/{reply_id}/stream", claimed_elsewhere)
-    page.goto(f"{live_server.url}/c/{conversation_id}")
+    page.goto(f"{live_server.url}/")
+    send(page, LONG_PROMPT)
+    expect(page.locator("#transcript .reply-text").last).not_to_be_empty(timeout=5000)
+    message_id = reply_id(page)
 
-    expect(last_reply(page)).to_contain_text("Half an answer")
-    expect(last_reply(page)).to_contain_text("finishing")
-    save(status="complete", content="The **whole** answer")
-    expect(last_reply(page).locator(".markdown strong")).to_have_text("whole")
-    expect(last_reply(page).locator("[sse-connect]")).to_have_count(0)
+    page.reload()  # the page goes away mid-reply; the reply does not
+
+    reply = last_reply(page)
+    expect(reply.locator(".reply-text")).not_to_be_empty(timeout=5000)
+    expect(reply.locator(".markdown")).to_be_visible(timeout=15_000)
+    assert re.fullmatch(mock_reply_pattern(LONG_PROMPT), reply.locator(".markdown").inner_text())
+    assert wait_for_status(message_id, {"complete"}).status == "complete"
+    assert stream_outcomes(live_server) == ["completed"]
+
+
+def test_a_second_tab_follows_a_reply_and_its_stop_ends_it_in_both(
+    app: Flask, live_server: LiveServer, member_page: Page
+) -> None:
+    mock_model(mock_provider(live_server, "chunk_delay=0.15"))
+    page = member_page
+    page.goto(f"{live_server.url}/")
+    send(page, LONG_PROMPT)
+    expect(page.locator("#transcript .reply-text").last).not_to_be_empty(timeout=5000)
+    message_id = reply_id(page)
+    second = page.context.new_page()
+    second.goto(page.url)
+    expect(last_reply(second).locator(".reply-text")).not_to_be_empty(timeout=5000)
+
+    last_reply(second).get_by_role("button", name="Stop").click()
+
+    for tab in (second, page):
+        expect(last_reply(tab).locator(".badge", has_text="Stopped")).to_be_visible(timeout=10_000)
+    message = wait_for_status(message_id, {"stopped"})
+    assert 0 < len(message.content) < len(LONG_PROMPT)
+    for tab in (second, page):
+        assert last_reply(tab).locator(".markdown").inner_text() == message.content.strip()
+    assert stream_outcomes(live_server) == ["disconnected"]
+    second.close()
