@@ -245,16 +245,18 @@ class Cluster:
         assert len(outcomes) == len(commands)
         return [outcome["stdout"] for outcome in outcomes]
 
-    def start(self) -> None:
+    def start(self, *, with_nginx: bool = True) -> None:
         """Start the instances and nginx; return once each instance answers on its own port,
-        and nginx in front of them."""
+        and nginx in front of them (without nginx: the instances alone, on their ports)."""
         for instance in self.instances:
             instance.process = self._start_instance(instance)
-        self._nginx_process = self._start_nginx()
+        if with_nginx:
+            self._nginx_process = self._start_nginx()
         for instance in self.instances:
             assert instance.process is not None
             self._wait_healthy(instance.url, instance.process)
-        self._wait_healthy(self.url, self._nginx_process)
+        if self._nginx_process is not None:
+            self._wait_healthy(self.url, self._nginx_process)
 
     def stop(self) -> None:
         """nginx first (no new requests), then the instances together; also after a failed
