@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from webapp import config as app_config
 from webapp.errors import register_errorhandlers
+from webapp.db_pool import ping_idle_connections
 from webapp.extensions import csrf, db, limiter, migrate
 from webapp.http_headers import init_http_headers
 from webapp.logging_filters import install_log_scrubbing
@@ -61,6 +62,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        with app.app_context():
+            ping_idle_connections(db.engine)
     migrate.init_app(
         app, db, directory=str(PROJECT_ROOT / "migrations"), include_name=described_by_models
     )

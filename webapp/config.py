@@ -229,12 +229,12 @@ def engine_options(settings: Mapping[str, Any]) -> dict[str, Any]:
         return {}
     pool_size = int(settings["DB_POOL_SIZE"])
     # Checked-out connections are released before a reply streams, so a pool much smaller
-    # than the thread count serves many concurrent chats; pre-ping survives DB restarts.
+    # than the thread count serves many concurrent chats. No pre-ping on every checkout: only
+    # connections idle for a while are checked (webapp/db_pool.py), which survives restarts.
     return {
         "pool_size": pool_size,
         "max_overflow": pool_size,
         "pool_timeout": 10,
-        "pool_pre_ping": True,
         "pool_recycle": 1800,
     }
 

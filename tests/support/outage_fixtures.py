@@ -30,6 +30,7 @@ def cut_database(app: Flask, tmp_path: Any) -> Iterator[tuple[LiveServer, TcpPro
     server.start()
     yield server, proxy
     server.stop()
+    served.extensions["reply_runs"].finish(timeout=0)
     proxy.restore()
     with served.app_context():
         _db.engine.dispose()

@@ -30,7 +30,9 @@ from webapp.services import usage
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_SECONDS = 1.0
+# A long reply is saved as it grows, one small append at a time: a reload or another process
+# sees its text so far (replies followed live get it from memory or the bus instead).
+CHECKPOINT_SECONDS = 5.0
 # Saving an outcome while the database is away: tries, and the wait before each retry.
 SAVE_ATTEMPTS = 30
 SAVE_RETRY_SECONDS = 2.0
