@@ -11,8 +11,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from webapp import config as app_config
-from webapp.errors import register_errorhandlers
 from webapp.db_pool import ping_idle_connections
+from webapp.errors import register_errorhandlers
 from webapp.extensions import csrf, db, limiter, migrate
 from webapp.http_headers import init_http_headers
 from webapp.logging_filters import install_log_scrubbing
