@@ -20,7 +20,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from flask_migrate import upgrade
 from hypothesis import settings
 
-from tests.support.app import LiveServer, make_config
+from tests.support.app import LiveServer, make_config, stop_replies
 from tests.support.database import drop_everything, empty_tables
 from tests.support.users import (
     ADMIN_EMAIL,
@@ -65,10 +65,7 @@ def app(_migrated: str, tmp_path: Any) -> Iterator[Flask]:
     app = create_app(make_config(_migrated, str(tmp_path)))
     with app.app_context():
         yield app
-        # Replies belong to the server: stop any a test left running before emptying tables.
-        runs = app.extensions["reply_runs"]
-        runs.finish(timeout=0)
-        runs.close()
+        stop_replies(app)
         _db.session.remove()
         empty_tables()
         _db.engine.dispose()
@@ -101,6 +98,7 @@ def live_server(app: Flask, tmp_path: Any) -> Iterator[LiveServer]:
     server.start()
     yield server
     server.stop()
+    stop_replies(served)
     with served.app_context():
         _db.engine.dispose()
 

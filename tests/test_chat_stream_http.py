@@ -15,6 +15,7 @@ from typing import Any
 import httpx2
 import pytest
 from flask import Flask
+from sqlalchemy import event
 
 from tests.support.app import LiveServer
 from tests.support.chat_http import (
@@ -352,3 +353,51 @@ def test_past_the_stream_limit_a_reply_is_refused_at_once_as_busy(
         return taken == slots.limit
 
     assert wait_for(every_slot_free)
+
+
+# --- the hot path: statements per reply, the model cache ------------------------------------
+
+
+def test_an_edit_to_the_model_or_its_provider_is_seen_by_the_very_next_reply(
+    app: Flask, live_server: LiveServer, http: httpx2.Client
+) -> None:
+    model = mock_model(mock_provider(live_server))
+    stream(http, send(http, model))  # the model's configuration is now cached
+
+    model.name = "Renamed model"
+    _db.session.commit()
+    renamed = send(http, model)
+    stream(http, renamed)
+    model.llm_provider.base_url = closed_port_url()
+    _db.session.commit()
+    moved = send(http, model)
+    _, frames = stream(http, moved)
+
+    assert wait_for_status(renamed, {"complete"}).model_name == "Renamed model"
+    assert "could not reach" in end_html(frames) or "refused" in end_html(frames)
+
+
+def test_a_reply_costs_the_database_four_statements_with_the_model_cached(
+    app: Flask, live_server: LiveServer, http: httpx2.Client
+) -> None:
+    """Signed-in user, claim (ownership, model version), history, outcome — nothing else on
+    the stream's path once the model's configuration is cached."""
+    model = mock_model(mock_provider(live_server))
+    stream(http, send(http, model))
+    message_id = send(http, model)
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "usage_records" not in statement:  # written in batches, off the path
+            statements.append(statement.split()[0].upper())
+
+    with live_server.app.app_context():
+        engine = _db.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        stream(http, message_id)
+        assert wait_for_status(message_id, {"complete"}).status == "complete"
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+    assert statements == ["SELECT", "UPDATE", "SELECT", "UPDATE"], statements

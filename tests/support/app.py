@@ -27,6 +27,14 @@ def make_config(database_url: str, instance_path: str, **extra: Any) -> dict[str
     }
 
 
+def stop_replies(app: Flask) -> None:
+    """Replies belong to the server: stop any a test left running before its tables are
+    emptied, and close the app's reply bus."""
+    runs = app.extensions["reply_runs"]
+    runs.finish(timeout=0)
+    runs.close()
+
+
 class LiveServer:
     """The app (or any WSGI app) served by a real threaded HTTP server on a free loopback port."""
 

@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from sqlalchemy.engine import make_url
 
-from tests.support.app import LiveServer, make_config
+from tests.support.app import LiveServer, make_config, stop_replies
 from tests.support.net import TcpProxy
 from webapp import create_app
 from webapp.extensions import db as _db
@@ -30,7 +30,7 @@ def cut_database(app: Flask, tmp_path: Any) -> Iterator[tuple[LiveServer, TcpPro
     server.start()
     yield server, proxy
     server.stop()
-    served.extensions["reply_runs"].finish(timeout=0)
+    stop_replies(served)
     proxy.restore()
     with served.app_context():
         _db.engine.dispose()

@@ -344,8 +344,10 @@ def stream_message(message_id: int) -> ResponseReturnValue:
     another worker) follows it live. A reply already over answers 204, which tells
     EventSource not to retry (the page then fetches the saved message).
     """
-    message = _own_message(message_id)
-    following = reply_runs.watch(message, current_user.id)
+    try:
+        following = reply_runs.watch(message_id, current_user.id)
+    except reply_runs.ReplyNotFound:
+        abort(404)
     if following is None:
         return "", 204
     frames = _frames(following.events, following.how)

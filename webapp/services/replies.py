@@ -27,19 +27,19 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import update
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy import ColumnElement, exists, update
 
 from webapp.extensions import db
 from webapp.llm import results as codes
 from webapp.llm.pump import Pump
 from webapp.llm.results import Result
 from webapp.llm.run import ChatStream, StreamEvent
-from webapp.models import ChatMessage, LLMModel
+from webapp.models import ChatMessage, Conversation
 from webapp.models.types import utcnow
 from webapp.services import usage
 from webapp.services.chat import chat_events
 from webapp.services.conversations import turns_before
+from webapp.services.model_cache import ModelCache, Version, version_columns
 from webapp.services.reply_limits import ReplyLimits, StreamSlots, UserStreams
 from webapp.services.reply_recorder import ReplyRecorder
 
@@ -65,17 +65,29 @@ def init_replies(app: Flask) -> None:
         max_chars=int(config["MAX_REPLY_CHARS"]),
         heartbeat_seconds=float(config["REPLY_HEARTBEAT_SECONDS"]),
     )
+    app.extensions["model_cache"] = ModelCache()
 
 
 # --- pending-state transitions -------------------------------------------------------------
 
 
-def _leave_pending(message_id: int, status: str, **values: Any) -> bool:
-    """pending → `status`, atomically; False when the message had already left pending."""
+def _owned_by(user_id: int) -> ColumnElement[bool]:
+    """The message's conversation belongs to `user_id` (inside a statement on messages)."""
+    return exists().where(
+        Conversation.id == ChatMessage.conversation_id, Conversation.user_id == user_id
+    )
+
+
+def _leave_pending(
+    message_id: int, status: str, *, owner: int | None = None, **values: Any
+) -> bool:
+    """pending → `status`, atomically; False when the message had already left pending (or
+    does not belong to `owner`, when given)."""
+    conditions = [ChatMessage.id == message_id, ChatMessage.status == "pending"]
+    if owner is not None:
+        conditions.append(_owned_by(owner))
     result = db.session.execute(
-        update(ChatMessage)
-        .where(ChatMessage.id == message_id, ChatMessage.status == "pending")
-        .values(status=status, updated_at=utcnow(), **values),
+        update(ChatMessage).where(*conditions).values(status=status, updated_at=utcnow(), **values),
         execution_options={"synchronize_session": False},
     )
     db.session.commit()
@@ -87,9 +99,60 @@ def claim(message_id: int) -> bool:
     return _leave_pending(message_id, "streaming")
 
 
-def refuse_busy(message_id: int, reason: str = BUSY_TEXT) -> bool:
+@dataclass(frozen=True)
+class ClaimedReply:
+    """A reply just claimed for its owner, with what its model call needs and the version of
+    its model's configuration (see `model_cache`)."""
+
+    id: int
+    conversation_id: int
+    llm_model_id: int | None
+    llm_preset_id: int | None
+    model_name: str | None
+    preset_name: str | None
+    details: dict[str, Any]
+    model_version: Version
+
+
+def claim_own(message_id: int, user_id: int) -> ClaimedReply | None:
+    """pending → streaming when the message is the user's, in one statement that also returns
+    what the reply needs; None when it is not pending or not theirs."""
+    statement = (
+        update(ChatMessage)
+        .where(ChatMessage.id == message_id, ChatMessage.status == "pending", _owned_by(user_id))
+        .values(status="streaming", updated_at=utcnow())
+        .returning(
+            ChatMessage.conversation_id,
+            ChatMessage.llm_model_id,
+            ChatMessage.llm_preset_id,
+            ChatMessage.model_name,
+            ChatMessage.preset_name,
+            ChatMessage.details,
+            *version_columns("chat_messages.llm_model_id"),
+        )
+    )
+    row = db.session.execute(statement, execution_options={"synchronize_session": False}).first()
+    db.session.commit()
+    if row is None:
+        return None
+    conversation_id, model_id, preset_id, model_name, preset_name, details, *version = row
+    return ClaimedReply(
+        message_id,
+        conversation_id,
+        model_id,
+        preset_id,
+        model_name,
+        preset_name,
+        details or {},
+        tuple(version),
+    )
+
+
+def refuse_busy(message_id: int, reason: str = BUSY_TEXT, *, owner: int | None = None) -> bool:
     """pending → error BUSY: the process, or the user, is at its stream limit."""
-    return _leave_pending(message_id, "error", error_code=codes.BUSY, error_text=reason)
+    return _leave_pending(
+        message_id, "error", owner=owner, error_code=codes.BUSY, error_text=reason
+    )
 
 
 def cancel_pending(message_id: int) -> bool:
@@ -145,9 +208,9 @@ class ReplyEnd:
 ReplyEvent = ReplyDelta | ReplyHeartbeat | ReplyEnd
 
 
-def open_reply(message: ChatMessage, user_id: int) -> ReplyStream | EndedReply | None:
-    """Start the pending reply `message` for its owner, or None when another request
-    already has it.
+def open_reply(message_id: int, user_id: int) -> ReplyStream | EndedReply | None:
+    """Start the user's pending reply `message_id`, or None when it is not pending (another
+    request has it, or it is over) or not theirs.
 
     Past the process's stream cap, or the user's, the reply is refused at once: the stream
     holds just its `ReplyEnd` (error BUSY). Everything the model call needs is read now;
@@ -157,50 +220,50 @@ def open_reply(message: ChatMessage, user_id: int) -> ReplyStream | EndedReply |
     slots: StreamSlots = extensions["stream_slots"]
     user_streams: UserStreams = extensions["user_streams"]
     if not slots.try_acquire():
-        return _refused(message, BUSY_TEXT)
+        return _refused(message_id, user_id, BUSY_TEXT)
     if not user_streams.try_acquire(user_id):
         slots.release()
         limit = user_streams.limit
         replies = f"{limit} reply" if limit == 1 else f"{limit} replies"
-        return _refused(message, USER_BUSY_TEXT.format(replies=replies))
+        return _refused(message_id, user_id, USER_BUSY_TEXT.format(replies=replies))
 
     def release() -> None:
         user_streams.release(user_id)
         slots.release()
 
     try:
-        if not claim(message.id):
+        claimed = claim_own(message_id, user_id)
+        if claimed is None:
             release()
             return None
-        events, recorder = _start(message, user_id)
+        events, recorder = _start(claimed, user_id)
     except BaseException:
         release()
         raise
     return ReplyStream(events, recorder, extensions["reply_limits"], on_close=release)
 
 
-def _refused(message: ChatMessage, reason: str) -> EndedReply | None:
-    if not refuse_busy(message.id, reason):
+def _refused(message_id: int, user_id: int, reason: str) -> EndedReply | None:
+    if not refuse_busy(message_id, reason, owner=user_id):
         return None
-    db.session.refresh(message)
-    return EndedReply(message)
+    message = db.session.get(ChatMessage, message_id, populate_existing=True)
+    return EndedReply(message) if message is not None else None
 
 
-def _start(message: ChatMessage, user_id: int) -> tuple[ChatStream, ReplyRecorder]:
-    """Read what the reply needs (model, provider, presets, history) and start the call."""
+def _start(message: ClaimedReply, user_id: int) -> tuple[ChatStream, ReplyRecorder]:
+    """Read what the reply needs (model, provider, presets — cached while their version
+    holds — and history) and start the call."""
     recorder = ReplyRecorder(
         db.engine,
         message.id,
         model_name=message.model_name,
         preset_name=message.preset_name,
         call=usage.ChatCall(user_id=user_id),
+        details=message.details,
     )
+    cache: ModelCache = current_app.extensions["model_cache"]
     llm_model = (
-        db.session.get(
-            LLMModel,
-            message.llm_model_id,
-            options=[joinedload(LLMModel.llm_provider), selectinload(LLMModel.llm_presets)],
-        )
+        cache.get(db.engine, message.llm_model_id, message.model_version)
         if message.llm_model_id is not None
         else None
     )

@@ -58,8 +58,12 @@ class ReplyRecorder:
         call: usage.ChatCall = usage.UNKNOWN_CHAT_CALL,
         checkpoint_seconds: float = CHECKPOINT_SECONDS,
         clock: Callable[[], float] = time.perf_counter,
+        details: dict[str, Any] | None = None,
     ) -> None:
         self.engine = engine
+        # The message's details when the reply was claimed: the outcome's are added to them
+        # and saved in the one statement that saves the outcome (None: read them then).
+        self.details = details
         self.message_id = message_id
         self.model_name = model_name
         self.preset_name = preset_name
@@ -178,6 +182,7 @@ class ReplyRecorder:
             preset_name=values.pop("preset_name", self.preset_name),
             details=details or {},
             values=values,
+            base_details=self.details,
         )
         try:
             message = outcome.write(self.engine, self.message_id)
@@ -214,8 +219,34 @@ class _Outcome:
     preset_name: str | None
     details: dict[str, Any]
     values: dict[str, Any]
+    base_details: dict[str, Any] | None = None
 
     def write(self, engine: Engine, message_id: int) -> ChatMessage:
+        if self.base_details is None:
+            return self._read_and_write(engine, message_id)
+        # One statement: the details to merge with are known since the claim.
+        statement = (
+            update(ChatMessage)
+            .where(ChatMessage.id == message_id)
+            .values(
+                status=self.status,
+                content=self.content,
+                model_name=self.model_name,
+                preset_name=self.preset_name,
+                details={**self.base_details, **self.details},
+                updated_at=utcnow(),
+                **self.values,
+            )
+            .returning(ChatMessage)
+        )
+        with Session(engine, expire_on_commit=False) as session:
+            message = session.scalars(
+                statement, execution_options={"synchronize_session": False}
+            ).first()
+            session.commit()
+        return message if message is not None else self.unsaved(message_id)
+
+    def _read_and_write(self, engine: Engine, message_id: int) -> ChatMessage:
         with Session(engine, expire_on_commit=False) as session:
             message = session.get(ChatMessage, message_id)
             if message is None:  # the conversation was deleted while the reply streamed

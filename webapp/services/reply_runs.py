@@ -27,6 +27,7 @@ from webapp.extensions import db
 from webapp.llm.pump import in_background
 from webapp.models import ChatMessage
 from webapp.models.types import utcnow
+from webapp.services.conversations import find_message
 from webapp.services.replies import (
     EndedReply,
     ReplyDelta,
@@ -65,9 +66,11 @@ class ReplyRun:
         engine: Engine,
         bus: ReplyBus | None,
         on_end: Callable[[ReplyRun], None],
+        owner: int,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.message_id = message_id
+        self.owner = owner
         self._reply = reply
         self._engine = engine
         self._bus = bus
@@ -177,8 +180,10 @@ class ReplyRuns:
         self._runs: dict[int, ReplyRun] = {}
         self._answering = False
 
-    def start(self, message_id: int, reply: ReplyStream, engine: Engine) -> ReplyRun:
-        run = ReplyRun(message_id, reply, engine=engine, bus=self.bus, on_end=self._forget)
+    def start(self, message_id: int, reply: ReplyStream, engine: Engine, *, owner: int) -> ReplyRun:
+        run = ReplyRun(
+            message_id, reply, engine=engine, bus=self.bus, on_end=self._forget, owner=owner
+        )
         with self._lock:
             self._runs[message_id] = run
         self._answer_the_bus()
@@ -382,29 +387,35 @@ class Following:
     how: str
 
 
-def watch(message: ChatMessage, user_id: int) -> Following | None:
-    """The reply's events for a page, from its first character, or None when it is over
-    (the page then shows it as saved). A pending reply is started here, in this process;
-    one already running is followed wherever it runs."""
+class ReplyNotFound(LookupError):
+    """No such message, or not the user's."""
+
+
+def watch(message_id: int, user_id: int) -> Following | None:
+    """The user's reply `message_id` for a page, from its first character, or None when it
+    is over (the page then shows it as saved). A pending reply is started here, in this
+    process — claimed in the one statement that also checks it is theirs; one already
+    running is followed wherever it runs. Raises ReplyNotFound for anyone else's."""
     heartbeat = current_app.extensions["reply_limits"].heartbeat_seconds
-    run = runs().get(message.id)
-    how = "here"
-    if run is None and message.status == "pending":
-        reply = open_reply(message, user_id)
+    run = runs().get(message_id)
+    if run is None:
+        reply = open_reply(message_id, user_id)
         if isinstance(reply, EndedReply):
             return Following(_ended(reply), "refused")
         if reply is not None:
-            run, how = runs().start(message.id, reply, db.engine), "started"
-        else:  # another request claimed it first, maybe in another process
-            run = runs().get(message.id)
-            db.session.refresh(message)
+            run = runs().start(message_id, reply, db.engine, owner=user_id)
+            return Following(follow_here(run, heartbeat), "started")
+    message = find_message(user_id, message_id)
+    if message is None or (run is not None and run.owner != user_id):
+        raise ReplyNotFound(message_id)
+    run = run or runs().get(message_id)  # claimed by another request of this process
     if run is not None:
-        return Following(follow_here(run, heartbeat), how)
+        return Following(follow_here(run, heartbeat), "here")
     if message.status != "streaming":
         return None
     engine, bus = db.engine, runs().bus
     db.session.close()  # the follower reads through short connections of its own
-    events = follow_elsewhere(message.id, engine=engine, bus=bus, heartbeat_seconds=heartbeat)
+    events = follow_elsewhere(message_id, engine=engine, bus=bus, heartbeat_seconds=heartbeat)
     return Following(events, bus.name if bus is not None else "database")
 
 
