@@ -2,19 +2,18 @@
 
 Sending a message stores a turn whose reply is "pending" (see conversations.add_turn). One
 stream request then opens the reply (`open_reply`): it takes a stream slot (see
-`reply_limits`; or refuses the reply as BUSY), claims the message (pending → streaming, one
-conditional UPDATE, so a reconnecting browser never runs the model twice), reads everything
-the model call needs, and hands back a `ReplyStream` of events — text deltas, then one
-`ReplyEnd` with the saved message. A `ReplyRecorder` (see `reply_recorder`) writes the
-outcome through its own short sessions (complete, error, incomplete, stopped), so the reply
-is saved whatever happens to the request.
+`reply_limits`; or refuses the reply as BUSY), claims the message for its owner (pending →
+streaming, one conditional UPDATE that also returns what the call needs, so a reconnecting
+browser never runs the model twice), reads the rest (history; the model's configuration
+unless cached), and hands back a `ReplyStream` of events — text deltas, then one `ReplyEnd`
+with the saved message. A `ReplyRecorder` (see `reply_recorder`) writes the outcome through
+its own short sessions (complete, error, incomplete, stopped), so the reply is saved whatever
+happens to the request.
 
-The provider is read on a thread of its own (`webapp.llm.pump.Pump`): the response thread
-waits for events with a timeout, so while the provider is silent it sends a heartbeat (which
-is how a browser that left is noticed) and enforces the reply's time limit; a stop cancels the
-provider call at once (`ChatStream.cancel`), even mid-silence. A database that is away when
-the reply ends does not cost the reader the reply: the end is shown from memory and saved
-when the database answers again (bounded retries).
+The reply's run (`reply_runs`) reads the provider on a thread of the process; Stop and the
+time limit cancel the provider call from another thread at once (`ChatStream.cancel`), even
+mid-silence. A database that is away when the reply ends does not cost the reader the reply:
+the end is shown from memory and saved when the database answers again (bounded retries).
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ from sqlalchemy import ColumnElement, exists, update
 
 from webapp.extensions import db
 from webapp.llm import results as codes
-from webapp.llm.pump import Pump
 from webapp.llm.results import Result
 from webapp.llm.run import ChatStream, StreamEvent
 from webapp.models import ChatMessage, Conversation
@@ -194,7 +192,8 @@ class ReplyDelta:
 
 @dataclass(frozen=True)
 class ReplyHeartbeat:
-    """Nothing new yet: the provider is silent (a chance to notice a browser that left)."""
+    """Nothing new for a while (a page following the reply writes a beat, which is how a
+    browser that left is noticed)."""
 
 
 @dataclass(frozen=True)
@@ -305,12 +304,14 @@ def _start(message: ClaimedReply, user_id: int) -> tuple[ChatStream, ReplyRecord
 
 
 class ReplyStream:
-    """The events of one reply: `ReplyDelta`s and `ReplyHeartbeat`s, then one `ReplyEnd`.
+    """The events of one reply: `ReplyDelta`s, then one `ReplyEnd`.
 
-    Iterate it in the response body; call `close()` when the response closes, whether or
-    not it was iterated (a client gone before the first byte never starts the body). A
-    reply closed before its end is recorded as stopped, with the text that arrived, and its
-    provider call is cancelled.
+    One thread iterates it (the reply's run, see `reply_runs`), reading the provider as it
+    answers. Other threads may end it early: `request_stop()` (Stop pressed) and
+    `check_deadline()` (the run's watchdog, for the time limit) cancel the provider call at
+    once, even while the provider is silent, and the reply ends as stopped or cut with the
+    text that arrived. Call `close()` when done, whether or not it was iterated; a reply
+    closed before its end is recorded as stopped.
     """
 
     def __init__(
@@ -327,10 +328,11 @@ class ReplyStream:
         self._limits = limits
         self._on_close = on_close
         self._clock = clock
-        self._started = False
+        self._deadline = clock() + limits.max_seconds
         self._run = self._generate()
         self._closed = False
-        self._stop_requested = False
+        # How the reply ends when another thread cut it short (Stop, the time limit).
+        self._ending: Callable[[], ChatMessage] | None = None
 
     def __iter__(self) -> Iterator[ReplyEvent]:
         return self._run
@@ -343,8 +345,14 @@ class ReplyStream:
     def request_stop(self) -> None:
         """Stop pressed (from any thread): the provider call is cancelled at once, and the
         reply ends as stopped with the text that arrived."""
-        self._stop_requested = True
-        self._events.cancel()
+        self._end_early(self._recorder.stop)
+
+    def check_deadline(self) -> None:
+        """Past the reply's time limit (checked from any thread), cut it there."""
+        if self._clock() < self._deadline:
+            return
+        reason = f"the reply reached its {self._limits.max_seconds:g}-second limit"
+        self._end_early(lambda: self._recorder.cut(reason))
 
     def close(self) -> None:
         if self._closed:
@@ -352,38 +360,23 @@ class ReplyStream:
         self._closed = True
         try:
             self._run.close()
-            if not self._started:  # no pump took the events: close them here
-                self._events.close()
+            self._events.close()
             if self._recorder.saved is None:  # closed before its body ever ran
                 self._recorder.stop()
         finally:
             self._on_close()
 
+    def _end_early(self, ending: Callable[[], ChatMessage]) -> None:
+        if self._ending is None:
+            self._ending = ending
+        self._events.cancel()
+
     def _generate(self) -> Iterator[ReplyEvent]:
-        self._started = True
         recorder, limits = self._recorder, self._limits
-        deadline = self._clock() + limits.max_seconds
-        pump = Pump(self._events)
         try:
-            while True:
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    seconds = f"{limits.max_seconds:g}"
-                    yield ReplyEnd(self._cut(f"the reply reached its {seconds}-second limit"))
-                    return
-                item = pump.next(timeout=min(limits.heartbeat_seconds, remaining))
-                if self._stop_requested:
-                    yield ReplyEnd(recorder.stop())
-                    return
-                if item is None:
-                    yield ReplyHeartbeat()
-                    continue
-                if item is Pump.END:
-                    ended = Result.failure(codes.LLM_REQUEST_FAILED, ENDED_EARLY_TEXT)
-                    yield ReplyEnd(recorder.finish(StreamEvent("error", result=ended)))
-                    return
-                if isinstance(item, Exception):
-                    raise item
+            for item in self._events:
+                if self._ending is not None:
+                    break
                 if item.type != "delta":
                     yield ReplyEnd(recorder.finish(item))
                     return
@@ -395,18 +388,27 @@ class ReplyStream:
                     limit = f"{limits.max_chars:,}"
                     yield ReplyEnd(self._cut(f"the reply reached its {limit}-character limit"))
                     return
+            if self._ending is not None:
+                yield ReplyEnd(self._ending())
+                return
+            ended = Result.failure(codes.LLM_REQUEST_FAILED, ENDED_EARLY_TEXT)
+            yield ReplyEnd(recorder.finish(StreamEvent("error", result=ended)))
         except GeneratorExit:
             self._events.cancel()
             recorder.stop()
             raise
         except Exception:
-            log.exception("chat reply %s failed while streaming", recorder.message_id)
             self._events.cancel()
+            if self._ending is not None:  # the cancelled call's own error, not a fault
+                yield ReplyEnd(self._ending())
+                return
+            log.exception("chat reply %s failed while streaming", recorder.message_id)
             yield ReplyEnd(recorder.fail(SERVER_ERROR_TEXT))
         finally:
             if recorder.saved is None:  # ended some other way (the worker shutting down, …)
                 self._events.cancel()
                 recorder.fail(INTERRUPTED_TEXT)
+            self._events.close()  # the provider's connection goes back to its pool
 
     def _cut(self, reason: str) -> ChatMessage:
         """A limit was reached: stop the provider call and keep what arrived."""

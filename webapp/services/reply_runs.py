@@ -43,14 +43,16 @@ from webapp.services.reply_bus import BusMessage, ReplyBus, make_bus, text_messa
 log = logging.getLogger(__name__)
 
 LIVE_STATUSES = frozenset({"pending", "streaming"})
-# How often a run looks in the database for a Stop pressed in another process: often without
-# a bus (the only way it hears), now and then with one (in case a bus message was lost).
+# How often the watchdog looks in the database for a Stop pressed in another process: often
+# without a bus (the only way it hears), now and then with one (in case a message was lost).
 STOP_CHECK_SECONDS = 1.0
 STOP_CHECK_SECONDS_WITH_BUS = 5.0
 # How often a page following a reply from another process reads its progress in the
 # database: without a bus that is how the text arrives; with one, a safety net.
 POLL_SECONDS = 0.5
 POLL_SECONDS_WITH_BUS = 2.0
+# How often the watchdog looks for replies past their time limit.
+WATCHDOG_SECONDS = 0.25
 # How long Stop waits for the reply to be saved before answering with it as it is.
 STOP_WAIT_SECONDS = 5.0
 
@@ -63,27 +65,21 @@ class ReplyRun:
         message_id: int,
         reply: ReplyStream,
         *,
-        engine: Engine,
         bus: ReplyBus | None,
         on_end: Callable[[ReplyRun], None],
         owner: int,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.message_id = message_id
         self.owner = owner
         self._reply = reply
-        self._engine = engine
         self._bus = bus
         self._on_end = on_end
-        self._clock = clock
         self._changed = threading.Condition()
         self._pieces: list[str] = []
         self._length = 0
         self.ended: ChatMessage | None = None
         self._done = threading.Event()
         self._followed_elsewhere = False
-        self._stop_check_every = STOP_CHECK_SECONDS_WITH_BUS if bus else STOP_CHECK_SECONDS
-        self._next_stop_check = clock() + self._stop_check_every
 
     def start(self) -> None:
         in_background(self._drive)
@@ -91,6 +87,10 @@ class ReplyRun:
     def stop(self) -> None:
         """Stop pressed: the provider call is cancelled at once, the text so far is kept."""
         self._reply.request_stop()
+
+    def check_deadline(self) -> None:
+        """Past the reply's time limit, cut it (called by the process's watchdog)."""
+        self._reply.check_deadline()
 
     def wait(self, timeout: float) -> bool:
         """True once the reply has ended and its outcome is recorded."""
@@ -124,8 +124,6 @@ class ReplyRun:
                     self._add(event.text)
                 elif isinstance(event, ReplyEnd):
                     self._end(event.message)
-                if isinstance(event, ReplyHeartbeat) or self._stop_check_due():
-                    self._check_stop_request()
         except Exception:
             log.exception("reply %s: its run failed", self.message_id)
         finally:
@@ -153,23 +151,6 @@ class ReplyRun:
                 self._bus.publish(BusMessage(self.message_id, "end", self._length))
             self._changed.notify_all()
 
-    def _stop_check_due(self) -> bool:
-        return self._clock() >= self._next_stop_check
-
-    def _check_stop_request(self) -> None:
-        if not self._stop_check_due():
-            return
-        self._next_stop_check = self._clock() + self._stop_check_every
-        query = select(ChatMessage.stop_requested_at).where(ChatMessage.id == self.message_id)
-        try:
-            with self._engine.connect() as connection:
-                requested = connection.execute(query).scalar()
-        except Exception as error:  # the database away: check again later
-            log.warning("reply %s: could not check for a stop: %s", self.message_id, error)
-            return
-        if requested is not None:
-            self.stop()
-
 
 class ReplyRuns:
     """The replies this process is writing, by message id."""
@@ -179,14 +160,15 @@ class ReplyRuns:
         self._lock = threading.Lock()
         self._runs: dict[int, ReplyRun] = {}
         self._answering = False
+        self._watching = False
+        self._closed = threading.Event()
 
     def start(self, message_id: int, reply: ReplyStream, engine: Engine, *, owner: int) -> ReplyRun:
-        run = ReplyRun(
-            message_id, reply, engine=engine, bus=self.bus, on_end=self._forget, owner=owner
-        )
+        run = ReplyRun(message_id, reply, bus=self.bus, on_end=self._forget, owner=owner)
         with self._lock:
             self._runs[message_id] = run
         self._answer_the_bus()
+        self._watch(engine)
         run.start()
         return run
 
@@ -212,8 +194,34 @@ class ReplyRuns:
         return [run.message_id for run in stopped]
 
     def close(self) -> None:
+        self._closed.set()
         if self.bus is not None:
             self.bus.close()
+
+    def _watch(self, engine: Engine) -> None:
+        """One watchdog thread per process: it cuts replies past their time limit, and stops
+        those whose Stop was pressed in a page of another process (one query for all)."""
+        with self._lock:
+            if self._watching:
+                return
+            self._watching = True
+        threading.Thread(
+            target=self._watch_forever, args=(engine,), name="reply-watchdog", daemon=True
+        ).start()
+
+    def _watch_forever(self, engine: Engine) -> None:
+        check_every = STOP_CHECK_SECONDS_WITH_BUS if self.bus else STOP_CHECK_SECONDS
+        next_check = time.monotonic() + check_every
+        while not self._closed.wait(WATCHDOG_SECONDS):
+            running = self.running()
+            for run in running:
+                run.check_deadline()
+            if running and time.monotonic() >= next_check:
+                next_check = time.monotonic() + check_every
+                for message_id in _stop_requested(engine, [run.message_id for run in running]):
+                    run = self.get(message_id)
+                    if run is not None:
+                        run.stop()
 
     def _forget(self, run: ReplyRun) -> None:
         with self._lock:
@@ -297,6 +305,19 @@ def follow_elsewhere(
     finally:
         if bus is not None and inbox is not None:
             bus.unsubscribe(message_id, inbox)
+
+
+def _stop_requested(engine: Engine, message_ids: list[int]) -> list[int]:
+    """Which of these replies had Stop pressed in another process."""
+    query = select(ChatMessage.id).where(
+        ChatMessage.id.in_(message_ids), ChatMessage.stop_requested_at.is_not(None)
+    )
+    try:
+        with engine.connect() as connection:
+            return list(connection.scalars(query))
+    except Exception as error:  # the database away: check again later
+        log.warning("could not check replies for a stop: %s", error)
+        return []
 
 
 def _next_message(inbox: queue.SimpleQueue[BusMessage] | None, wait: float) -> BusMessage | None:
