@@ -6,7 +6,8 @@ N it opens N chat streams at once through the real chat routes (sign-in, POST th
 GET the SSE stream) and, for comparison, N streams straight from the mock. It reports
 completed / dropped streams, time-to-first-token p50/p95, the ModelDesk processes' memory
 growth per open stream, and whether every reassembled reply is byte-identical to the reply
-ModelDesk received from the mock (as saved in the transcript).
+ModelDesk received from the mock (as saved in the transcript), and the CPU time per streamed
+reply spent by ModelDesk's processes and by PostgreSQL's while the streams ran (from /proc).
 
     python bench/load_streams.py [--streams 50 200 500] [--database-url postgresql://…]
 
@@ -88,12 +89,44 @@ def wait_up(url: str, seconds: float = 60) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-def rss_kib(root_pid: int) -> int:
-    """Resident memory of a process and its children (gunicorn master + workers)."""
+def process_tree(root_pid: int) -> list[int]:
+    """A process and its children (gunicorn master + workers)."""
     pids = [root_pid]
     children = Path(f"/proc/{root_pid}/task/{root_pid}/children")
     if children.exists():
         pids += [int(p) for p in children.read_text().split()]
+    return pids
+
+
+def database_backends(database_url: str) -> list[int]:
+    """The PostgreSQL backends serving the benchmark's database (none on SQLite)."""
+    if not database_url.startswith("postgresql"):
+        return []
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.connect() as connection:
+        query = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        pids = list(connection.scalars(text(query)))
+    engine.dispose()
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 for one that is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def cpu_used(before: dict[int, float], pids: list[int]) -> float:
+    """CPU seconds these processes used since `before` (new ones: all of theirs)."""
+    return sum(cpu_seconds(pid) - before.get(pid, 0.0) for pid in set(pids))
+
+
+def rss_kib(root_pid: int) -> int:
+    """Resident memory of a process and its children (gunicorn master + workers)."""
+    pids = process_tree(root_pid)
     total = 0
     for pid in pids:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -127,7 +160,7 @@ def setup_app(env: dict[str, str], mock_url: str) -> None:
         "with app.app_context():\n"
         "    upgrade()\n"
         f"    create_user('load@example.com', {PASSWORD!r}, role='member')\n"
-        f"    p = LLMProvider(name='Mock', base_url={mock_url!r}, api_prefix='/mock_llm/v1')\n"
+        f"    p = LLMProvider(name='Mock', base_url={mock_url!r}, api_prefix='/mock_llm/v1', requires_api_key=False)\n"
         "    db.session.add(LLMModel(llm_provider=p, model='mock', name='Mock', key='mock',\n"
         "                            enabled=True, supports_streaming=True))\n"
         "    db.session.commit()\n"
@@ -262,10 +295,15 @@ async def run_level(
         tasks = [asyncio.create_task(read_chat_stream(client, i, start)) for i in ids]
         peak = idle
         await asyncio.sleep(0.2)
+        app_pids, backends = process_tree(app_pid), database_backends(database_url)
+        before = {pid: cpu_seconds(pid) for pid in (*app_pids, *backends)}
         start.set()
         while not all(task.done() for task in tasks):
             peak = max(peak, rss_kib(app_pid))
             await asyncio.sleep(0.05)
+        app_cpu = cpu_used(before, app_pids)
+        # The pool may have opened more backends meanwhile: they count from their start.
+        database_cpu = cpu_used(before, backends + database_backends(database_url))
         results = [task.result() for task in tasks]
     engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.connect() as connection:
@@ -294,7 +332,8 @@ async def run_level(
         f"{percentile(direct_ttft, 0.5) * 1000:>11.1f} {percentile(app_ttft, 0.5) * 1000:>9.1f} "
         f"{percentile(app_ttft, 0.95) * 1000:>9.1f} "
         f"{percentile(app_ttft, 0.5) / percentile(direct_ttft, 0.5):>6.2f} "
-        f"{(peak - idle) / streams:>10.0f}"
+        f"{(peak - idle) / streams:>10.0f} "
+        f"{app_cpu * 1000 / streams:>7.1f} {database_cpu * 1000 / streams:>6.1f}"
     )
     for error in errors:
         print(f"      dropped: {error}")
@@ -357,8 +396,11 @@ def main() -> None:
         )
         print(
             f"{'N':>5} {'completed':>9} {'dropped':>7} {'identical':>9} {'direct p50':>11} "
-            f"{'TTFT p50':>9} {'TTFT p95':>9} {'ratio':>6} {'KiB/stream':>10}"
+            f"{'TTFT p50':>9} {'TTFT p95':>9} {'ratio':>6} {'KiB/stream':>10} "
+            f"{'app ms':>7} {'db ms':>6}"
         )
+        print("      (app ms, db ms: CPU per streamed reply of the ModelDesk processes and of")
+        print("       the PostgreSQL backends of its database while the streams ran)")
         # Warm-up: every worker imports, connects and builds its provider client once.
         asyncio.run(run_level(app_url, mock_url, 8 * args.workers, app.pid, database_url, False))
         for streams in args.streams:
