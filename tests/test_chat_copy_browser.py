@@ -98,3 +98,23 @@ def test_a_python_reply_is_highlighted_and_its_copy_buttons_copy_code_text_and_m
 
     assert page.evaluate(READ_VIOLATIONS) == []
     assert problems == []
+
+
+def test_without_the_clipboard_api_a_copy_button_says_so(
+    app: Flask, live_server: LiveServer, member_page: Page
+) -> None:
+    mock_model(mock_provider(live_server))
+    page = member_page
+    # As on a page served over plain http from another host: no navigator.clipboard.
+    page.add_init_script("Object.defineProperty(navigator, 'clipboard', { value: undefined })")
+    page.goto(f"{live_server.url}/")
+    box = page.get_by_role("textbox", name="Message")
+    box.fill("Hello")
+    box.press("Enter")
+
+    reply = page.locator("#transcript .message.assistant").last
+    expect(reply.locator(".markdown")).to_contain_text("Hello")
+    reply.get_by_role("button", name="Copy Markdown").click()
+
+    expect(reply.locator("footer.meta")).to_contain_text("Copy unavailable")
+    expect(reply.get_by_role("button", name="Copy Markdown")).to_be_visible()
