@@ -66,6 +66,11 @@
   document.body.addEventListener("htmx:sseMessage", function () {
     if (following) toBottom();
   });
+  // A message's final rendering (the stream's `end` frame, or polling) replaces the live one
+  // and can be taller (its footer's stats and buttons): follow that too.
+  htmx.onLoad(function (elt) {
+    if (following && elt.closest && elt.closest("#transcript .message")) toBottom();
+  });
 
   document.body.addEventListener("htmx:afterSwap", function (event) {
     var target = event.detail.target;

@@ -19,6 +19,7 @@ from playwright.sync_api import ConsoleMessage, Page, Response, expect
 
 from tests.support.app import LiveServer
 from tests.support.chat_http import mock_model, mock_provider
+from tests.support.csp import COLLECT_VIOLATIONS, READ_VIOLATIONS
 from tests.support.factories import make_model
 from tests.support.mock_api import mock_reply_pattern
 from tests.support.users import ADMIN_EMAIL, PASSWORD
@@ -26,20 +27,6 @@ from webapp.extensions import db as _db
 from webapp.http_headers import CONTENT_SECURITY_POLICY
 from webapp.models import LLMModel, LLMPreset
 
-COLLECT_VIOLATIONS = """
-window.__csp = [];
-document.addEventListener("securitypolicyviolation", (event) => {
-  window.__csp.push({
-    directive: event.violatedDirective,
-    blocked: event.blockedURI,
-    source: event.sourceFile,
-    line: event.lineNumber,
-    sample: event.sample,
-  });
-});
-"""
-# Violation events are queued as tasks: let the ones a page caused arrive before reading.
-READ_VIOLATIONS = "() => new Promise((done) => setTimeout(() => done(window.__csp), 100))"
 CHECKED_TYPES = {"document", "xhr", "fetch", "eventsource"}
 
 

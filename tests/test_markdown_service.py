@@ -32,8 +32,8 @@ def test_markdown_becomes_html() -> None:
 
 def test_single_newlines_are_line_breaks_and_code_blocks_keep_their_language() -> None:
     assert "line one<br>" in render_markdown("line one\nline two")
-    html = render_markdown("```python\nprint('<hi>')\n```")
-    assert "<pre><code class=\"language-python\">print('&lt;hi&gt;')" in html
+    html = render_markdown("```pseudocode\nprint('<hi>')\n```")
+    assert "<pre><code class=\"language-pseudocode\">print('&lt;hi&gt;')" in html
 
 
 def test_tables_render() -> None:

@@ -5,6 +5,10 @@ Two layers, so neither has to be perfect: markdown-it escapes any HTML the model
 handlers, no style, no htmx or data attributes, and only http, https and mailto links.
 Images are rendered as links: an image URL written by a model loads the moment the page
 shows it, which would let a prompt injection send data to any server.
+
+Fenced code in a language Pygments knows is highlighted (`code_highlight`): spans whose only
+attribute is one Pygments token class. The sanitizer keeps those classes on <span> and no
+others; a span the model writes never gets that far, since markdown-it escapes it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import nh3
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from markupsafe import Markup, escape
+
+from webapp.services.code_highlight import TOKEN_CLASSES, highlight_code, start_text
 
 ALLOWED_TAGS = frozenset(
     {
@@ -38,6 +44,7 @@ ALLOWED_TAGS = frozenset(
         "p",
         "pre",
         "s",
+        "span",
         "strong",
         "table",
         "tbody",
@@ -48,7 +55,12 @@ ALLOWED_TAGS = frozenset(
         "ul",
     }
 )
-ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}, "code": {"class"}}
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "ol": {"start"},
+    "code": {"class"},
+    "span": {"class"},
+}
 URL_SCHEMES = frozenset({"http", "https", "mailto"})
 LINK_REL = "noopener noreferrer nofollow"
 # Gone with their content: text inside these is never meant to be read.
@@ -56,11 +68,14 @@ DROPPED_WITH_CONTENT = frozenset({"script", "style", "template", "iframe", "obje
 _LANGUAGE_CLASS = re.compile(r"language-[A-Za-z0-9_+#.-]{1,40}")
 
 
-def _code_class_only(tag: str, attribute: str, value: str) -> str | None:
-    """Keep `class="language-…"` on <code> (fenced code info), nothing else."""
+def _code_classes_only(tag: str, attribute: str, value: str) -> str | None:
+    """Keep `class="language-…"` on <code> (fenced code info) and one Pygments token class
+    on <span>, nothing else."""
     if attribute != "class":
         return value
     if tag == "code" and _LANGUAGE_CLASS.fullmatch(value):
+        return value
+    if tag == "span" and value in TOKEN_CLASSES:
         return value
     return None
 
@@ -69,7 +84,7 @@ _cleaner = nh3.Cleaner(
     tags=set(ALLOWED_TAGS),
     clean_content_tags=set(DROPPED_WITH_CONTENT),
     attributes={tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
-    attribute_filter=_code_class_only,
+    attribute_filter=_code_classes_only,
     url_schemes=set(URL_SCHEMES),
     url_relative="deny",
     link_rel=LINK_REL,
@@ -89,7 +104,7 @@ def _image_as_link(
 
 def _build_renderer() -> MarkdownIt:
     # breaks: a single newline is a line break, as people (and models) write chat text.
-    md = MarkdownIt("commonmark", {"html": False, "breaks": True})
+    md = MarkdownIt("commonmark", {"html": False, "breaks": True, "highlight": highlight_code})
     md.enable(["table", "strikethrough"])
     md.add_render_rule("image", _image_as_link)
     return md
@@ -107,4 +122,5 @@ def render_markdown(text: str | None) -> Markup:
     """Model output → safe HTML (Markup, ready for a template)."""
     if not text:
         return Markup("")
+    start_text()
     return Markup(sanitize_html(_markdown.render(text)))
