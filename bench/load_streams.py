@@ -120,8 +120,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def cpu_used(before: dict[int, float], pids: list[int]) -> float:
-    """CPU seconds these processes used since `before` (new ones: all of theirs)."""
-    return sum(cpu_seconds(pid) - before.get(pid, 0.0) for pid in set(pids))
+    """CPU seconds these processes used since `before` (new ones: all of theirs; one that
+    ended meanwhile is lost, not counted negative)."""
+    return sum(max(0.0, cpu_seconds(pid) - before.get(pid, 0.0)) for pid in set(pids))
 
 
 def rss_kib(root_pid: int) -> int:
@@ -160,7 +161,8 @@ def setup_app(env: dict[str, str], mock_url: str) -> None:
         "with app.app_context():\n"
         "    upgrade()\n"
         f"    create_user('load@example.com', {PASSWORD!r}, role='member')\n"
-        f"    p = LLMProvider(name='Mock', base_url={mock_url!r}, api_prefix='/mock_llm/v1', requires_api_key=False)\n"
+        f"    p = LLMProvider(name='Mock', base_url={mock_url!r}, api_prefix='/mock_llm/v1',\n"
+        "                    requires_api_key=False)\n"
         "    db.session.add(LLMModel(llm_provider=p, model='mock', name='Mock', key='mock',\n"
         "                            enabled=True, supports_streaming=True))\n"
         "    db.session.commit()\n"
@@ -306,16 +308,18 @@ async def run_level(
         database_cpu = cpu_used(before, backends + database_backends(database_url))
         results = [task.result() for task in tasks]
     engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    query = text(
+        "SELECT id, content, error_code, error_text FROM chat_messages WHERE id IN :ids"
+    ).bindparams(bindparam("ids", expanding=True))
     with engine.connect() as connection:
-        saved = dict(
-            connection.execute(
-                text("SELECT id, content FROM chat_messages WHERE id IN :ids").bindparams(
-                    bindparam("ids", expanding=True)
-                ),
-                {"ids": ids},
-            ).all()
-        )
+        rows = connection.execute(query, {"ids": ids}).all()
     engine.dispose()
+    saved = {row.id: row.content for row in rows}
+    # A reply whose end frame reported an error says which in the transcript.
+    reasons = {row.id: f"{row.error_code}: {row.error_text}" for row in rows if row.error_code}
+    for result in results:
+        if not result.ok and result.message_id in reasons:
+            result.error = f"{result.error} ({reasons[result.message_id]})"
     if not report:
         return
     completed = [r for r in results if r.ok]
