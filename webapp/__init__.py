@@ -78,6 +78,7 @@ def register_blueprints(app: Flask) -> None:
         models,
         presets,
         providers,
+        turns,
         usage,
         users,
     )
@@ -85,6 +86,7 @@ def register_blueprints(app: Flask) -> None:
     for blueprint in (
         auth.bp,
         chat.bp,
+        turns.bp,
         health.bp,
         providers.bp,
         models.bp,

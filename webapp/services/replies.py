@@ -38,8 +38,8 @@ from webapp.llm.run import ChatStream, StreamEvent
 from webapp.models import ChatMessage, LLMModel
 from webapp.models.types import utcnow
 from webapp.services import usage
+from webapp.services.alternatives import reply_prompt
 from webapp.services.chat import chat_events
-from webapp.services.conversations import turns_before
 from webapp.services.reply_limits import ReplyLimits, StreamSlots, UserStreams
 from webapp.services.reply_recorder import ReplyRecorder
 
@@ -188,12 +188,14 @@ def _refused(message: ChatMessage, reason: str) -> EndedReply | None:
 
 def _start(message: ChatMessage, user_id: int) -> tuple[ChatStream, ReplyRecorder]:
     """Read what the reply needs (model, provider, presets, history) and start the call."""
+    prompt = reply_prompt(message)  # a continuation's text stays in front of the new text
     recorder = ReplyRecorder(
         db.engine,
         message.id,
         model_name=message.model_name,
         preset_name=message.preset_name,
         call=usage.ChatCall(user_id=user_id),
+        prefix=prompt.prefix,
     )
     llm_model = (
         db.session.get(
@@ -215,7 +217,7 @@ def _start(message: ChatMessage, user_id: int) -> tuple[ChatStream, ReplyRecorde
         )
         return ChatStream.failed(failure), recorder
     preset = next((p for p in llm_model.llm_presets if p.id == message.llm_preset_id), None)
-    turns, question = turns_before(message.conversation_id, message.id)
+    turns, question = prompt.history, prompt.user_text
     system = (message.details or {}).get("system_prompt")
     events = chat_events(
         llm_model, user_text=question or "", history=turns, system=system, preset=preset
