@@ -194,7 +194,9 @@ def edit_question(question: ChatMessage, choice: TurnChoice) -> ChatMessage:
     if question.role != "user":
         raise TurnConflict("Only your own messages can be edited.")
     _check_unlocked(question.conversation_id, question.id, "edited")
-    db.session.execute(ChatMessage.__table__.delete().where(ChatMessage.reply_to_id == question.id))
+    answers = select(ChatMessage).where(ChatMessage.reply_to_id == question.id)
+    for answer in db.session.scalars(answers):
+        db.session.delete(answer)
     question.content = choice.content
     new_reply = _pending_answer(question.conversation_id, question.id, choice)
     return _add_active(new_reply)

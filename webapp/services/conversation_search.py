@@ -93,7 +93,8 @@ def _tsquery(words: list[str]) -> str:
 
 
 # Each conversation once: whether its title matched, and its best-matching message (the
-# window function picks it; of alternative replies only the shown one), ranked title first, then by the text's rank, then by recency.
+# window function picks it; of alternative replies only the shown one), ranked title first,
+# then by the text's rank, then by recency.
 _SQLITE_SEARCH = """
 WITH title_hits AS (
     SELECT rowid AS conversation_id FROM fts_conversation_titles
