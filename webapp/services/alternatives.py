@@ -185,7 +185,9 @@ def regenerate(reply: ChatMessage, choice: TurnChoice) -> ChatMessage:
     becomes the active one, the others are kept as alternatives."""
     _check_last_turn(reply, "regenerated")
     new_reply = _pending_answer(reply.conversation_id, reply.reply_to_id, choice)
-    return _add_active(new_reply)
+    _add_active(new_reply)
+    db.session.commit()
+    return new_reply
 
 
 def edit_question(question: ChatMessage, choice: TurnChoice) -> ChatMessage:
@@ -194,12 +196,18 @@ def edit_question(question: ChatMessage, choice: TurnChoice) -> ChatMessage:
     if question.role != "user":
         raise TurnConflict("Only your own messages can be edited.")
     _check_unlocked(question.conversation_id, question.id, "edited")
-    answers = select(ChatMessage).where(ChatMessage.reply_to_id == question.id)
-    for answer in db.session.scalars(answers):
-        db.session.delete(answer)
+    dropped = list(
+        db.session.scalars(select(ChatMessage).where(ChatMessage.reply_to_id == question.id))
+    )
     question.content = choice.content
     new_reply = _pending_answer(question.conversation_id, question.id, choice)
-    return _add_active(new_reply)
+    # Added before the old answers go, so it never takes the id of one (SQLite reuses the
+    # highest id once its row is gone): the page removes the old answer by its id.
+    _add_active(new_reply)
+    for answer in dropped:
+        db.session.delete(answer)
+    db.session.commit()
+    return new_reply
 
 
 def continue_reply(reply: ChatMessage, choice: TurnChoice) -> ChatMessage:
@@ -211,7 +219,9 @@ def continue_reply(reply: ChatMessage, choice: TurnChoice) -> ChatMessage:
     new_reply = _pending_answer(reply.conversation_id, reply.reply_to_id, choice)
     new_reply.content = reply.content
     new_reply.details = {**new_reply.details, "continues": reply.id}
-    return _add_active(new_reply)
+    _add_active(new_reply)
+    db.session.commit()
+    return new_reply
 
 
 def activate(reply: ChatMessage) -> None:
@@ -264,13 +274,14 @@ def _pending_answer(
 
 
 def _add_active(new_reply: ChatMessage) -> ChatMessage:
+    """`new_reply` as the shown answer to its question (flushed; the caller commits)."""
     _deactivate_answers(new_reply.reply_to_id)
     new_reply.is_active = True
     db.session.add(new_reply)
     conversation = db.session.get(Conversation, new_reply.conversation_id)
     if conversation is not None:
         conversation.updated_at = utcnow()
-    db.session.commit()
+    db.session.flush()
     return new_reply
 
 
