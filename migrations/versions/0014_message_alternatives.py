@@ -50,6 +50,9 @@ def upgrade():
 def downgrade():
     # The older code shows every message: keep only the answers that were shown.
     op.execute("DELETE FROM chat_messages WHERE NOT is_active")
+    # Dropping the old table (SQLite's rebuild) deletes its rows first, and a cascade from a
+    # row to the same table being dropped fails ("table is locked"): unlink them first.
+    op.execute("UPDATE chat_messages SET reply_to_id = NULL")
     with op.batch_alter_table('chat_messages', schema=None) as batch_op:
         batch_op.drop_constraint(FOREIGN_KEY, type_='foreignkey')
         batch_op.drop_index(INDEX)
