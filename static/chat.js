@@ -55,6 +55,9 @@
       fitSidebar();
       following = true;
       toBottom();
+    } else if (following && elt.closest && elt.closest("#transcript")) {
+      // New content in the transcript (a reply's end, the last turn's controls after it).
+      toBottom();
     }
   });
 

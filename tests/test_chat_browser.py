@@ -80,7 +80,7 @@ def test_the_reply_grows_while_it_streams_and_survives_a_reload(
 
     page.reload()
 
-    expect(page.locator("#transcript .message.user")).to_have_text(LONG_PROMPT)
+    expect(page.locator("#transcript .message.user .user-text")).to_have_text(LONG_PROMPT)
     expect(last_reply(page).locator(".markdown")).to_have_text(final)
     expect(page.get_by_role("link", name=LONG_PROMPT[:20])).to_be_visible()
     title = page.title()
@@ -111,7 +111,7 @@ def test_stop_ends_the_reply_and_the_upstream_request(
     assert stream_outcomes(live_server) == ["disconnected"]
     # The composer is free again.
     send(page, "next question")
-    expect(page.locator("#transcript .message.user").last).to_have_text("next question")
+    expect(page.locator("#transcript .message.user .user-text").last).to_have_text("next question")
     expect(last_reply(page).locator(".markdown")).to_contain_text("next question")
 
 
@@ -159,7 +159,9 @@ def test_enter_sends_and_shift_enter_starts_a_new_line(
     expect(box).to_have_value("first line\nsecond line")
     page.keyboard.press("Enter")
 
-    expect(page.locator("#transcript .message.user")).to_have_text("first line\nsecond line")
+    expect(page.locator("#transcript .message.user .user-text")).to_have_text(
+        "first line\nsecond line"
+    )
     expect(last_reply(page).locator(".markdown")).to_contain_text(
         "first line second line", timeout=5000
     )
