@@ -54,6 +54,10 @@
       fitSidebar();
       following = true;
       toBottom();
+    } else if (following && elt.closest && elt.closest("#transcript")) {
+      // New content in the transcript (a reply's end, taller with its footer's stats and
+      // buttons; the last turn's controls after it): follow it too.
+      toBottom();
     }
   });
 
@@ -65,11 +69,6 @@
   }, { capture: true, passive: true });
   document.body.addEventListener("htmx:sseMessage", function () {
     if (following) toBottom();
-  });
-  // A message's final rendering (the stream's `end` frame, or polling) replaces the live one
-  // and can be taller (its footer's stats and buttons): follow that too.
-  htmx.onLoad(function (elt) {
-    if (following && elt.closest && elt.closest("#transcript .message")) toBottom();
   });
 
   document.body.addEventListener("htmx:afterSwap", function (event) {

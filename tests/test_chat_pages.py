@@ -604,7 +604,10 @@ def test_a_reply_still_streaming_follows_its_stream_and_a_finished_one_shows_mar
     reply.ttft_ms, reply.total_ms = 100.0, 1100.0
     _db.session.commit()
     html = member_client.get(f"/messages/{reply.id}").get_data(as_text=True)
-    assert "hx-get" not in html
+    # No more polling; the last turn's controls are fetched once (as after a stream's end).
+    assert f'hx-get="/messages/{reply.id}"' not in html
+    assert 'hx-trigger="load delay:500ms"' not in html
+    assert f'hx-get="/messages/{reply.id}/actions" hx-trigger="load"' in html
     assert "<strong>bold</strong>" in html
     assert "<script" not in html and "javascript:" not in html.replace("[x](javascript:", "")
     assert "10 → 20 tokens" in html

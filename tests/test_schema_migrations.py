@@ -287,3 +287,59 @@ def test_0009_adds_config_changes_and_downgrades_cleanly(scratch_app: Any) -> No
     assert "config_changes" not in inspect(db.engine).get_table_names()
     upgrade()
     assert "config_changes" in inspect(db.engine).get_table_names()
+
+
+def test_0014_links_each_reply_to_its_question_and_keeps_the_search(scratch_app: Any) -> None:
+    upgrade(revision="0013")
+    now = "2026-12-01 16:00:00+00:00"
+    stamps = {"created_at": now, "updated_at": now}
+    user = insert("users", email="a@example.com", password_hash="x", role="admin", **stamps)
+    conversation = insert("conversations", user_id=user, title="Trip", **stamps)
+
+    def message(role: str, content: str) -> int:
+        return insert(
+            "chat_messages",
+            conversation_id=conversation,
+            role=role,
+            content=content,
+            status="complete",
+            details="{}",
+            **stamps,
+        )
+
+    first_question, first_reply = message("user", "Where to?"), message("assistant", "Lisbon.")
+    second_question, second_reply = message("user", "When?"), message("assistant", "In May.")
+
+    upgrade(revision="0014")
+
+    with db.engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT id, reply_to_id, is_active FROM chat_messages ORDER BY id")
+        ).all()
+    assert [(row.id, row.reply_to_id, bool(row.is_active)) for row in rows] == [
+        (first_question, None, True),
+        (first_reply, first_question, True),
+        (second_question, None, True),
+        (second_reply, second_question, True),
+    ]
+
+    def searchable(word: str) -> bool:
+        from webapp.services.conversation_search import search
+
+        return [hit.conversation_id for hit in search(user, word)] == [conversation]
+
+    message("assistant", "Or Porto.")  # written after the table was rebuilt (SQLite)
+    assert searchable("Lisbon") and searchable("Porto")
+    db.session.rollback()
+
+    downgrade(revision="0013")
+
+    columns = {c["name"] for c in inspect(db.engine).get_columns("chat_messages")}
+    assert not columns & {"reply_to_id", "is_active"}
+    faro = message("assistant", "Or Faro.")
+    if db.engine.dialect.name == "sqlite":  # the search triggers are back after the rebuild
+        with db.engine.connect() as connection:
+            found = connection.execute(
+                text("SELECT rowid FROM fts_chat_messages WHERE fts_chat_messages MATCH 'faro'")
+            ).scalars()
+            assert list(found) == [faro]

@@ -84,6 +84,7 @@ def register_blueprints(app: Flask) -> None:
         models,
         presets,
         providers,
+        turns,
         usage,
         users,
     )
@@ -91,6 +92,7 @@ def register_blueprints(app: Flask) -> None:
     for blueprint in (
         auth.bp,
         chat.bp,
+        turns.bp,
         health.bp,
         providers.bp,
         models.bp,

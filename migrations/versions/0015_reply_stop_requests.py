@@ -1,7 +1,7 @@
 """chat_messages.stop_requested_at: Stop pressed for a reply another process is writing
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-01 16:10:00
 
 A reply runs in the process that claimed it, whoever follows it. Stop pressed in a page served
@@ -12,7 +12,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = '0015'
-down_revision = '0013'
+down_revision = '0014'
 branch_labels = None
 depends_on = None
 

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -37,7 +38,13 @@ from webapp.forms.composer import read_draft, row_id
 from webapp.htmx import is_htmx_fragment_request, keep_address, redirect_for_htmx
 from webapp.models import ChatMessage, Conversation
 from webapp.models.validation import Errors
-from webapp.services import conversation_search, replies, reply_runs, transcript_export
+from webapp.services import (
+    alternatives,
+    conversation_search,
+    replies,
+    reply_runs,
+    transcript_export,
+)
 from webapp.services import conversations as chats
 from webapp.services.presets import presets_of
 
@@ -192,6 +199,7 @@ def _page(
     search_query: str = "",
     hits: list[conversation_search.SearchHit] | None = None,
     status: int = 200,
+    **extra: Any,
 ) -> Response:
     messages: list[ChatMessage] = []
     if conversation is not None:
@@ -213,8 +221,21 @@ def _page(
         "rename": rename,
         "search_query": search_query,
         "hits": hits,
+        **_last_turn(messages),
+        **extra,
     }
     return make_response(render_template("chat/index.html", **context), status)
+
+
+# The page's name for it: the turns blueprint shows its form errors in the whole page too.
+page = _page
+
+
+def _last_turn(messages: list[ChatMessage]) -> dict[str, Any]:
+    """What the last turn offers: the question's Edit form, the reply's controls."""
+    question, reply = alternatives.last_turn(messages)
+    actions = reply and alternatives.reply_actions(reply, allow_unusable=current_user.is_admin)
+    return {"editable_id": question.id if question else None, "turn_actions": actions}
 
 
 def _composer_errors(conversation: Conversation | None, errors: Errors) -> Response:

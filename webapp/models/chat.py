@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Float, ForeignKey, String, Text
+from sqlalchemy import CheckConstraint, Float, ForeignKey, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from webapp.extensions import db
@@ -97,6 +97,13 @@ class ChatMessage(RecordMixin, db.Model):
         JSONObject, nullable=False, default=dict, server_default="{}"
     )
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSONObject, nullable=True)
+    # An assistant message answers one user message; regenerating or continuing a reply adds
+    # another answer to the same one (an alternative). One answer per user message is active:
+    # the one the page shows and the next turn's history uses. A user message's are NULL/true.
+    reply_to_id: Mapped[int | None] = mapped_column(
+        ForeignKey("chat_messages.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    is_active: Mapped[bool] = mapped_column(nullable=False, default=True, server_default=true())
     ttft_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     total_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     # Stop pressed in a page served by another process than the one writing the reply.

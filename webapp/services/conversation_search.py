@@ -93,7 +93,8 @@ def _tsquery(words: list[str]) -> str:
 
 
 # Each conversation once: whether its title matched, and its best-matching message (the
-# window function picks it), ranked title first, then by the text's rank, then by recency.
+# window function picks it; of alternative replies only the shown one), ranked title first,
+# then by the text's rank, then by recency.
 _SQLITE_SEARCH = """
 WITH title_hits AS (
     SELECT rowid AS conversation_id FROM fts_conversation_titles
@@ -104,7 +105,7 @@ message_hits AS (
     FROM fts_chat_messages
     JOIN chat_messages AS m ON m.id = fts_chat_messages.rowid
     JOIN conversations AS c ON c.id = m.conversation_id
-    WHERE fts_chat_messages MATCH :query AND c.user_id = :user_id
+    WHERE fts_chat_messages MATCH :query AND c.user_id = :user_id AND m.is_active
 ),
 best_messages AS (
     SELECT conversation_id, content, rank,
@@ -129,7 +130,8 @@ message_hits AS (
     FROM chat_messages AS m
     JOIN conversations AS c ON c.id = m.conversation_id
     CROSS JOIN q
-    WHERE c.user_id = :user_id AND to_tsvector('simple', m.content) @@ q.query
+    WHERE c.user_id = :user_id AND m.is_active
+      AND to_tsvector('simple', m.content) @@ q.query
 ),
 best_messages AS (
     SELECT conversation_id, content, rank,

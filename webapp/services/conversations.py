@@ -62,11 +62,12 @@ def find_message(user_id: int, message_id: int) -> ChatMessage | None:
 
 
 def transcript(conversation: Conversation) -> list[ChatMessage]:
-    """The conversation's messages, oldest first (one query)."""
+    """The conversation's messages as shown, oldest first (one query): of the alternative
+    replies to a message, only the active one."""
     return list(
         db.session.scalars(
             select(ChatMessage)
-            .where(ChatMessage.conversation_id == conversation.id)
+            .where(ChatMessage.conversation_id == conversation.id, ChatMessage.is_active)
             .order_by(ChatMessage.id)
         )
     )
@@ -374,7 +375,10 @@ def add_turn(conversation: Conversation, choice: TurnChoice) -> tuple[ChatMessag
     conversation.llm_preset_id = preset.id if preset else None
     conversation.system_prompt = choice.system_prompt
     conversation.updated_at = utcnow()
-    db.session.add_all([user_message, reply])
+    db.session.add(user_message)
+    db.session.flush()
+    reply.reply_to_id = user_message.id
+    db.session.add(reply)
     db.session.commit()
     return user_message, reply
 
@@ -392,9 +396,10 @@ def history_before(conversation_id: int, message_id: int | None = None) -> list[
 def turns_before(
     conversation_id: int, message_id: int | None
 ) -> tuple[list[dict[str, str]], str | None]:
-    """`history_before`, and the question still waiting for its reply (one query)."""
+    """`history_before`, and the question still waiting for its reply (one query). Of the
+    alternative replies to a message, only the active one counts."""
     query = select(ChatMessage.role, ChatMessage.content, ChatMessage.status).where(
-        ChatMessage.conversation_id == conversation_id
+        ChatMessage.conversation_id == conversation_id, ChatMessage.is_active
     )
     if message_id is not None:
         query = query.where(ChatMessage.id < message_id)

@@ -35,8 +35,8 @@ from webapp.llm.run import ChatStream, StreamEvent
 from webapp.models import ChatMessage, Conversation
 from webapp.models.types import utcnow
 from webapp.services import usage
+from webapp.services.alternatives import reply_prompt
 from webapp.services.chat import chat_events
-from webapp.services.conversations import turns_before
 from webapp.services.model_cache import ModelCache, Version, version_columns
 from webapp.services.reply_limits import ReplyLimits, StreamSlots, UserStreams
 from webapp.services.reply_recorder import ReplyRecorder
@@ -110,6 +110,7 @@ class ClaimedReply:
     preset_name: str | None
     details: dict[str, Any]
     model_version: Version
+    content: str  # a continuation starts with the text it continues
 
 
 def claim_own(message_id: int, user_id: int) -> ClaimedReply | None:
@@ -126,6 +127,7 @@ def claim_own(message_id: int, user_id: int) -> ClaimedReply | None:
             ChatMessage.model_name,
             ChatMessage.preset_name,
             ChatMessage.details,
+            ChatMessage.content,
             *version_columns("chat_messages.llm_model_id"),
         )
     )
@@ -133,7 +135,7 @@ def claim_own(message_id: int, user_id: int) -> ClaimedReply | None:
     db.session.commit()
     if row is None:
         return None
-    conversation_id, model_id, preset_id, model_name, preset_name, details, *version = row
+    conversation_id, model_id, preset_id, model_name, preset_name, details, content, *version = row
     return ClaimedReply(
         message_id,
         conversation_id,
@@ -143,6 +145,7 @@ def claim_own(message_id: int, user_id: int) -> ClaimedReply | None:
         preset_name,
         details or {},
         tuple(version),
+        content,
     )
 
 
@@ -252,6 +255,7 @@ def _refused(message_id: int, user_id: int, reason: str) -> EndedReply | None:
 def _start(message: ClaimedReply, user_id: int) -> tuple[ChatStream, ReplyRecorder]:
     """Read what the reply needs (model, provider, presets — cached while their version
     holds — and history) and start the call."""
+    prompt = reply_prompt(message)  # a continuation's text stays in front of the new text
     recorder = ReplyRecorder(
         db.engine,
         message.id,
@@ -259,6 +263,7 @@ def _start(message: ClaimedReply, user_id: int) -> tuple[ChatStream, ReplyRecord
         preset_name=message.preset_name,
         call=usage.ChatCall(user_id=user_id),
         details=message.details,
+        prefix=prompt.prefix,
     )
     cache: ModelCache = current_app.extensions["model_cache"]
     llm_model = (
@@ -277,7 +282,7 @@ def _start(message: ClaimedReply, user_id: int) -> tuple[ChatStream, ReplyRecord
         )
         return ChatStream.failed(failure), recorder
     preset = next((p for p in llm_model.llm_presets if p.id == message.llm_preset_id), None)
-    turns, question = turns_before(message.conversation_id, message.id)
+    turns, question = prompt.history, prompt.user_text
     system = (message.details or {}).get("system_prompt")
     events = chat_events(
         llm_model, user_text=question or "", history=turns, system=system, preset=preset
@@ -341,6 +346,11 @@ class ReplyStream:
     def saved(self) -> ChatMessage | None:
         """The outcome, once recorded."""
         return self._recorder.saved
+
+    @property
+    def prefix(self) -> str:
+        """The text the reply starts with before any new text (a continuation's)."""
+        return self._recorder.prefix
 
     def request_stop(self) -> None:
         """Stop pressed (from any thread): the provider call is cancelled at once, and the

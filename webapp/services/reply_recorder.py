@@ -43,8 +43,10 @@ class ReplyRecorder:
 
     The request's session is closed while a reply streams (a connection per open stream
     would drain the pool), so every write here opens a short session on `engine`. A
-    checkpoint appends only the text that is new since the last one. When the database
-    does not answer, a checkpoint is skipped and the outcome is kept in memory and saved by
+    checkpoint appends only the text that is new since the last one. A reply that continues
+    another starts with its text (`prefix`, already in the message): the outcome keeps it in
+    front of what arrives, while `length` and the usage count only the new text. When the
+    database does not answer, a checkpoint is skipped and the outcome is kept in memory and saved by
     a background retry, so the reader still gets the reply's end at once.
     """
 
@@ -56,6 +58,7 @@ class ReplyRecorder:
         model_name: str | None,
         preset_name: str | None,
         call: usage.ChatCall = usage.UNKNOWN_CHAT_CALL,
+        prefix: str = "",
         checkpoint_seconds: float = CHECKPOINT_SECONDS,
         clock: Callable[[], float] = time.perf_counter,
         details: dict[str, Any] | None = None,
@@ -68,6 +71,7 @@ class ReplyRecorder:
         self.model_name = model_name
         self.preset_name = preset_name
         self.call = call
+        self.prefix = prefix
         self.pieces: list[str] = []
         self.length = 0
         self.saved: ChatMessage | None = None
@@ -80,7 +84,11 @@ class ReplyRecorder:
 
     @property
     def content(self) -> str:
-        return storable("".join(self.pieces))
+        return storable(self.prefix + self.new_text)
+
+    @property
+    def new_text(self) -> str:
+        return "".join(self.pieces)
 
     def add(self, text: str) -> None:
         """One delta; now and then the new text is saved, so a reload (or another tab)
@@ -121,7 +129,7 @@ class ReplyRecorder:
                 for key in ("estimated_tokens", "max_tokens", "reserve_tokens", "limit_tokens")
             }
         return self._save(
-            status="incomplete" if self.pieces else "error",
+            status="incomplete" if self.content else "error",
             error_code=result.code,
             error_text=storable("; ".join(result.errors)) or None,
             details=details,
@@ -143,7 +151,7 @@ class ReplyRecorder:
 
     def fail(self, text: str) -> ChatMessage:
         """Something broke on our side mid-stream; keep what arrived and say so."""
-        status = "incomplete" if self.pieces else "error"
+        status = "incomplete" if self.content else "error"
         return self._save(
             status=status, error_code=codes.INTERNAL_ERROR, error_text=text, **self._own_timings()
         )
@@ -201,7 +209,7 @@ class ReplyRecorder:
                 message_status=status,
                 error_code=values.get("error_code"),
                 usage=values.get("usage"),
-                reply=outcome.content,
+                reply=storable(self.new_text),
                 ttft_ms=values.get("ttft_ms"),
                 total_ms=values["total_ms"],
             )

@@ -75,8 +75,9 @@ class ReplyRun:
         self._bus = bus
         self._on_end = on_end
         self._changed = threading.Condition()
-        self._pieces: list[str] = []
-        self._length = 0
+        # A continuation starts with the text it continues: followers see it first.
+        self._pieces: list[str] = [reply.prefix] if reply.prefix else []
+        self._length = len(reply.prefix)
         self.ended: ChatMessage | None = None
         self._done = threading.Event()
         self._followed_elsewhere = False
