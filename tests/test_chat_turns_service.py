@@ -232,9 +232,10 @@ def test_a_continuation_streams_after_the_cut_text(
     reply = answered(conversation, model, "Tell me a story", "Once upon ", status="stopped")
     continued = alternatives.continue_reply(reply, choice_of(model))
     continued_id = continued.id
-    assert replies.claim(continued_id)
+    claimed = replies.claim_own(continued_id, member.id)
+    assert claimed is not None and claimed.content == "Once upon "
 
-    events, recorder = replies._start(continued, member.id)
+    events, recorder = replies._start(claimed, member.id)
     received = list(events)
     new_text = "".join(event.content for event in received if event.type == "delta")
     for event in received[:-1]:
