@@ -18,7 +18,7 @@
       var button = document.createElement("button");
       button.type = "button";
       button.className = "copy-button copy-code";
-      button.setAttribute("data-copy", "code");
+      button.setAttribute("data-copy-text", "code");
       button.setAttribute("aria-label", "Copy code");
       button.textContent = "Copy";
       pre.replaceWith(block);
@@ -50,7 +50,7 @@
   }
 
   function textFor(button) {
-    var kind = button.getAttribute("data-copy");
+    var kind = button.getAttribute("data-copy-text");
     if (kind === "code") return codeText(button);
     var message = button.closest(".message");
     return kind === "markdown" ? markdownText(message) : shownText(message);
@@ -75,7 +75,7 @@
   }
 
   document.addEventListener("click", function (event) {
-    var button = event.target.closest && event.target.closest("button[data-copy]");
+    var button = event.target.closest && event.target.closest("button[data-copy-text]");
     if (!button) return;
     // The clipboard API exists only on secure pages (https, or localhost).
     if (!navigator.clipboard || !navigator.clipboard.writeText) {

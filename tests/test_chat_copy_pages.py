@@ -52,15 +52,15 @@ def test_a_reply_carries_its_markdown_escaped_and_both_copy_buttons(
 
     reply = article(page, reply_id)
     footer = reply[reply.index('<footer class="meta">') :]
-    assert '<button type="button" class="copy-button" data-copy="text">Copy</button>' in footer
-    assert 'data-copy="markdown">Copy Markdown</button>' in footer
+    assert '<button type="button" class="copy-button" data-copy-text="text">Copy</button>' in footer
+    assert 'data-copy-text="markdown">Copy Markdown</button>' in footer
     template = re.search(r"<template data-copy-markdown>(.*?)</template>", reply, re.DOTALL)
     assert template, reply
     # The first </template> is the real one: the text inside is the whole reply, unescaped.
     assert unescape(template.group(1)) == RAW
     assert "<script" not in reply
     question = article(page, question_id)
-    assert 'data-copy="text">Copy</button>' in question
+    assert 'data-copy-text="text">Copy</button>' in question
     assert "Copy Markdown" not in question and "<template" not in question
 
 
@@ -71,7 +71,7 @@ def test_a_reply_still_being_written_has_no_copy_actions(
 
     html = member_client.get(f"/messages/{reply_id}").get_data(as_text=True)
 
-    assert "so far" in html
+    assert f'sse-connect="/messages/{reply_id}/stream"' in html  # its text comes live
     assert "data-copy" not in html and "<template" not in html
 
 

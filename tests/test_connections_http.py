@@ -17,6 +17,7 @@ from tests.support.app import LiveServer
 from tests.support.chat_http import deltas_text, read_frames, send, stream, wait_for_status
 from tests.support.factories import make_model, make_provider
 from tests.support.keepalive import MODEL, REPLY, USAGE, KeepAliveProvider
+from tests.support.users import csrf_token
 from tests.support.waiting import wait_for
 from webapp.llm.clients import ClientSettings, client_for
 from webapp.llm.probe import probe_capabilities
@@ -184,9 +185,11 @@ def test_twenty_chat_page_replies_use_one_upstream_connection(
     assert provider.accepted == 1
 
 
-def test_a_reader_leaving_mid_reply_closes_the_upstream_connection_within_2_s(
+def test_stop_after_the_reader_left_closes_the_upstream_connection_within_2_s(
     live_server: LiveServer, member_http: httpx2.Client, provider: KeepAliveProvider
 ) -> None:
+    """The reader going away leaves the reply (and its provider connection) running; Stop,
+    pressed from any page, closes the connection at once."""
     live_server.app.extensions["reply_limits"] = reply_limits.ReplyLimits(heartbeat_seconds=0.1)
     model = keepalive_model(provider)
     provider.hold_before_done = True
@@ -198,8 +201,13 @@ def test_a_reader_leaving_mid_reply_closes_the_upstream_connection_within_2_s(
             text += frame.data if frame.event == "delta" else ""
             if text == REPLY:
                 break
-    left = time.monotonic()
+    assert wait_for(lambda: not live_server.active_requests)  # the server saw it leave
+    assert provider.left_at == []
+    headers = {"HX-Request": "true", "X-CSRFToken": csrf_token(member_http)}
+    pressed = time.monotonic()
+
+    member_http.post(f"/messages/{message_id}/stop", headers=headers)
 
     assert wait_for(lambda: provider.left_at, timeout=10)
-    assert provider.left_at[0] - left < STOP_SECONDS
+    assert provider.left_at[0] - pressed < STOP_SECONDS
     assert wait_for_status(message_id, {"stopped"}).status == "stopped"
