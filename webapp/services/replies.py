@@ -39,7 +39,7 @@ from webapp.models import ChatMessage, LLMModel
 from webapp.models.types import utcnow
 from webapp.services import usage
 from webapp.services.chat import chat_events
-from webapp.services.conversations import turns_before
+from webapp.services.conversations import reply_turns
 from webapp.services.reply_limits import ReplyLimits, StreamSlots, UserStreams
 from webapp.services.reply_recorder import ReplyRecorder
 
@@ -215,8 +215,8 @@ def _start(message: ChatMessage, user_id: int) -> tuple[ChatStream, ReplyRecorde
         )
         return ChatStream.failed(failure), recorder
     preset = next((p for p in llm_model.llm_presets if p.id == message.llm_preset_id), None)
-    turns, question = turns_before(message.conversation_id, message.id)
     system = (message.details or {}).get("system_prompt")
+    turns, question = reply_turns(message, llm_model, preset, system)
     events = chat_events(
         llm_model, user_text=question or "", history=turns, system=system, preset=preset
     )
