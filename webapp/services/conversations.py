@@ -500,11 +500,11 @@ def prompt_budget(conversation: Conversation | None, choice: TurnChoice) -> Resu
     value = {**result.value, "left_out_turns": fitted.left_out_turns, "reason": None}
     if result.value["exceeded"]:
         could_fit = conversation is not None and not conversation.fit_history and fitted.turns
-        value["reason"] = too_long_reason(choice.llm_model, value, could_fit=bool(could_fit))
+        value["reason"] = _too_long_reason(choice.llm_model, value, could_fit=bool(could_fit))
     return Result.ok(**value)
 
 
-def too_long_reason(llm_model: LLMModel, budget: dict[str, Any], *, could_fit: bool) -> str:
+def _too_long_reason(llm_model: LLMModel, budget: dict[str, Any], *, could_fit: bool) -> str:
     """Why a message is refused as too long, with the four numbers of the budget check;
     `could_fit`: leaving earlier turns out (the setting is off) would help."""
     advice = "shorten the message or pick a model with a larger window"
