@@ -15,6 +15,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from flask import Flask
 from flask_migrate import upgrade
 from playwright.sync_api import Page, sync_playwright
 from sqlalchemy import select
@@ -37,7 +38,7 @@ PROMPT = (
 )
 
 
-def serve() -> tuple[str, int]:
+def serve() -> tuple[str, int, Flask]:
     folder = tempfile.mkdtemp(prefix="modeldesk-shots-")
     app = create_app(
         {
@@ -58,7 +59,7 @@ def serve() -> tuple[str, int]:
         create_user(EMAIL, PASSWORD, role="admin")
         mock_id = db.session.scalars(select(LLMModel.id).where(LLMModel.key == "mock")).one()
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return url, mock_id
+    return url, mock_id, app
 
 
 def shoot(page: Page, out: Path, name: str) -> None:
@@ -73,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    url, mock_id = serve()
+    url, mock_id, app = serve()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=args.chromium,
@@ -94,7 +95,7 @@ def main() -> None:
             page.goto(url + path)
             shoot(page, out, name)
         page.goto(f"{url}/")
-        page.get_by_label("Model").select_option(label="Mock")
+        page.get_by_label("Model", exact=True).select_option(label="Mock")
         page.get_by_role("textbox", name="Message").fill(PROMPT)
         page.get_by_role("button", name="Send").click()
         page.locator("#transcript .message.assistant").last.wait_for()
@@ -106,7 +107,30 @@ def main() -> None:
         phone.context.add_cookies(page.context.cookies())
         phone.goto(page.url)
         shoot(phone, out, "chat-phone")
+        phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+        phone.context.add_cookies(page.context.cookies())
+        over_budget(
+            app, mock_id, url, out, {"chat-over-budget": page, "chat-over-budget-phone": phone}
+        )
         browser.close()
+
+
+def over_budget(app: Flask, mock_id: int, url: str, out: Path, pages: dict[str, Page]) -> None:
+    """A new chat whose draft is too long for the model's window: Send disabled, the reason
+    beside it."""
+    with app.app_context():
+        model = db.session.get(LLMModel, mock_id)
+        model.context_window_tokens = 120
+        db.session.commit()
+    desktop = next(iter(pages.values()))
+    desktop.goto(f"{url}/")
+    desktop.get_by_role("button", name="New chat").click()
+    desktop.wait_for_url(f"{url}/c/**")
+    for name, page in pages.items():
+        page.goto(desktop.url)
+        page.get_by_role("textbox", name="Message").fill(PROMPT * 3)
+        page.locator("#budget-reason").wait_for()
+        shoot(page, out, name)
 
 
 if __name__ == "__main__":

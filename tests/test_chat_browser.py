@@ -24,6 +24,7 @@ from tests.support.mock_api import mock_reply_pattern
 from tests.support.waiting import wait_for
 from webapp.extensions import db as _db
 from webapp.models import ChatMessage
+from webapp.services import run_chat
 
 # The length of the streaming reply's text every 80 ms, until the final rendering replaces it.
 SAMPLE_REPLY_LENGTHS = """() => new Promise((resolve) => {
@@ -114,33 +115,32 @@ def test_stop_ends_the_reply_and_the_upstream_request(
     expect(last_reply(page).locator(".markdown")).to_contain_text("next question")
 
 
-def test_prompt_too_long_shows_its_four_numbers(
+def test_prompt_too_long_shows_its_four_numbers_and_is_not_sent(
     app: Flask, live_server: LiveServer, member_page: Page
 ) -> None:
-    mock_model(mock_provider(live_server), context_window_tokens=20)
+    model = mock_model(mock_provider(live_server), context_window_tokens=20)
     page = member_page
     page.goto(f"{live_server.url}/")
     box = page.get_by_role("textbox", name="Message")
 
     box.fill(LONG_PROMPT)
-    expect(page.locator("#budget")).to_contain_text("over the limit", timeout=5000)
-    meter = page.locator("#budget").inner_text()
+    reason = page.locator("#budget-reason")
+    expect(reason).to_contain_text("Too long for Mock", timeout=5000)
     box.press("Enter")
 
-    error = last_reply(page).locator(".message-error")
-    expect(error).to_contain_text("Prompt too long", timeout=5000)
-    _db.session.expire_all()
-    message = _db.session.scalars(
-        _db.select(ChatMessage).where(ChatMessage.role == "assistant")
-    ).one()
-    budget = message.details["budget"]
-    expect(error).to_contain_text(
-        f"estimated {budget['estimated_tokens']} tokens, limit {budget['limit_tokens']} "
-        f"= window {budget['max_tokens']} − reserve {budget['reserve_tokens']}"
+    # The numbers the engine refuses the message with: estimate, limit, window, reserve.
+    refusal = run_chat(model, user_text=LONG_PROMPT)
+    assert refusal.code == "PROMPT_TOO_LONG"
+    budget = refusal.value
+    expect(reason).to_contain_text(
+        f"≈ {budget['estimated_tokens']} / {budget['limit_tokens']} tokens (context window "
+        f"{budget['max_tokens']} − {budget['reserve_tokens']} reserved for the reply)"
     )
     assert budget["max_tokens"] == 20
-    # The meter showed, while typing, the numbers the reply was refused with.
-    assert f"≈ {budget['estimated_tokens']} / {budget['limit_tokens']} tokens" in meter
+    expect(page.get_by_role("button", name="Send")).to_be_disabled()
+    expect(box).to_have_value(LONG_PROMPT)
+    _db.session.expire_all()
+    assert _db.session.scalars(_db.select(ChatMessage)).all() == []
 
 
 def test_enter_sends_and_shift_enter_starts_a_new_line(

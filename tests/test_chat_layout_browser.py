@@ -179,7 +179,7 @@ def test_errors_and_the_budget_meter_fit_on_both_sizes(
 
     page.get_by_role("textbox", name="Message").fill(LONG_PROMPT)
     meter = page.locator("#budget")
-    expect(meter).to_contain_text("over the limit")
+    expect(meter).to_contain_text("Too long for")
 
     errors = page.locator(".message-error")
     expect(errors).to_have_count(2)

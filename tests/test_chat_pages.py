@@ -503,8 +503,12 @@ def test_presets_endpoint_lists_the_models_presets_default_first_and_selected(
 
 
 def budget_numbers(html: str) -> tuple[int, int] | None:
-    found = re.search(r"≈ (\d+) / (\d+) tokens", html)
-    return (int(found.group(1)), int(found.group(2))) if found else None
+    found = re.search(r"≈ ([\d,]+) / ([\d,]+) tokens", html)
+    return (
+        (int(found.group(1).replace(",", "")), int(found.group(2).replace(",", "")))
+        if found
+        else None
+    )
 
 
 def test_budget_numbers_are_the_services_numbers(
@@ -528,19 +532,23 @@ def test_budget_numbers_are_the_services_numbers(
     expected = preview_prompt_budget(model, user_text=draft, history=history, system="Be brief.")
     assert expected.success
     assert budget_numbers(html) == (expected.value["estimated_tokens"], 120 - 64)
-    assert "over the limit" not in html
-    # The same numbers the reply is refused with once over the limit.
+    assert "Too long" not in html
+    # Too long even with the earlier turn left out: the numbers the reply is refused with,
+    # those of the prompt that cannot be shortened (system prompt and message).
     long_draft = draft * 4
     html = member_client.post("/chat/budget", data={**data, "content": long_draft}).get_data(
         as_text=True
     )
-    refusal = run_chat(model, user_text=long_draft, history=history, system="Be brief.")
+    refusal = run_chat(model, user_text=long_draft, history=[], system="Be brief.")
     assert refusal.code == "PROMPT_TOO_LONG"
     numbers = refusal.value
     assert budget_numbers(html) == (numbers["estimated_tokens"], numbers["limit_tokens"])
-    assert "over the limit" in html
-    assert 'class="budget-numbers over"' in html
-    assert f"window {numbers['max_tokens']} − reserve {numbers['reserve_tokens']}" in html
+    assert 'class="budget-numbers over" data-over-budget' in html
+    assert (
+        f"Too long for Acme One: ≈ {numbers['estimated_tokens']} / {numbers['limit_tokens']} "
+        f"tokens (context window {numbers['max_tokens']} − {numbers['reserve_tokens']} reserved "
+        "for the reply) — shorten the message or pick a model with a larger window."
+    ) in text_of(html)
 
 
 def test_budget_without_a_window_says_no_limit(member_client: FlaskClient, model: LLMModel) -> None:

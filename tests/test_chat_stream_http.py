@@ -144,9 +144,12 @@ def test_history_of_earlier_turns_reaches_the_model(
 def test_prompt_too_long_ends_with_the_four_numbers(
     app: Flask, live_server: LiveServer, http: httpx2.Client
 ) -> None:
-    model = mock_model(mock_provider(live_server), context_window_tokens=30)
+    model = mock_model(mock_provider(live_server))
     preset = make_preset(model, key="short", name="Short", llm_options_overrides={"max_tokens": 8})
     message_id = send(http, model, LONG_PROMPT, llm_preset_id=str(preset.id))
+    # The send was checked against the window of then; the reply checks again (the backstop).
+    model.context_window_tokens = 30
+    _db.session.commit()
 
     _, frames = stream(http, message_id)
 

@@ -87,6 +87,9 @@ def new_conversation() -> ResponseReturnValue:
     choice, errors = chats.choose(read_draft(request.form), allow_unusable=current_user.is_admin)
     if choice is None:
         return _composer_errors(None, errors)
+    refusal = chats.refuse_over_budget(None, choice)
+    if refusal is not None:
+        return _composer_errors(None, {"content": refusal.errors})
     conversation = chats.start_conversation(current_user.id)
     chats.add_turn(conversation, choice)
     return redirect_for_htmx(url_for("chat.show", conversation_id=conversation.id))
@@ -98,6 +101,9 @@ def send_message(conversation_id: int) -> ResponseReturnValue:
     choice, errors = chats.choose(read_draft(request.form), allow_unusable=current_user.is_admin)
     if choice is None:
         return _composer_errors(conversation, errors)
+    refusal = chats.refuse_over_budget(conversation, choice)
+    if refusal is not None:
+        return _composer_errors(conversation, {"content": refusal.errors})
     new_messages = chats.add_turn(conversation, choice)
     if not is_htmx_fragment_request():
         return redirect_for_htmx(url_for("chat.show", conversation_id=conversation.id))
@@ -128,6 +134,20 @@ def rename_page(conversation_id: int) -> ResponseReturnValue:
     of it opens the conversation instead of a 405."""
     conversation = _own_conversation(conversation_id)
     return redirect(url_for("chat.show", conversation_id=conversation.id), 303)
+
+
+@bp.post("/c/<id:conversation_id>/fit-history")
+def set_fit_history(conversation_id: int) -> ResponseReturnValue:
+    """The composer's "Fit long history automatically" checkbox, saved as it changes; the
+    budget meter then counts again with the new setting."""
+    conversation = _own_conversation(conversation_id)
+    # A checkbox sends its value only when ticked.
+    chats.set_fit_history(conversation, "fit_history" in request.form)
+    if not is_htmx_fragment_request():
+        return redirect_for_htmx(url_for("chat.show", conversation_id=conversation.id))
+    response = make_response(render_template("chat/_fit_history.html", conversation=conversation))
+    response.headers["HX-Trigger"] = json.dumps({"budget-refresh": {"target": "#budget"}})
+    return response
 
 
 @bp.post("/c/<id:conversation_id>/delete")

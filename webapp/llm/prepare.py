@@ -303,12 +303,7 @@ def _budget(
 ) -> PromptBudget:
     """The prompt budget of this request; with an unlimited window (0) nothing is counted
     unless `count_unlimited` (the live meter still wants the number)."""
-    estimation = context.get("token_estimation") or {}
-    counting: dict[str, Any] = {
-        "message_overhead_tokens": llm_model.message_overhead_tokens,
-        "estimator": estimation.get("token_estimator") or default_estimator(),
-        "model_hint": estimation.get("model_hint") or llm_model.model,
-    }
+    counting = _counting(llm_model, context)
     budget = check_prompt_budget(
         messages,
         context_window_tokens=llm_model.context_window_tokens,
@@ -318,6 +313,16 @@ def _budget(
     if budget.estimated_tokens is None and count_unlimited:
         return replace(budget, estimated_tokens=estimate_prompt_tokens(messages, **counting))
     return budget
+
+
+def _counting(llm_model: ModelSpec, context: Mapping[str, Any]) -> dict[str, Any]:
+    """How this request's tokens are counted: estimator, model hint, overhead per message."""
+    estimation = context.get("token_estimation") or {}
+    return {
+        "message_overhead_tokens": llm_model.message_overhead_tokens,
+        "estimator": estimation.get("token_estimator") or default_estimator(),
+        "model_hint": estimation.get("model_hint") or llm_model.model,
+    }
 
 
 def _check_budget(
@@ -444,6 +449,48 @@ def preview_prompt_budget(llm_model: ModelSpec, **inputs: Any) -> Result:
         exceeded=budget.exceeded,
         preset=draft.preset,
     )
+
+
+def fit_history(llm_model: ModelSpec, **inputs: Any) -> Result:
+    """The `history` a request can send within the model's budget: its oldest whole turns
+    left out, one by one, until the prompt fits.
+
+    Takes prepare_chat's arguments. A turn is a user message and what follows it up to the
+    next user message, so a question never goes without its answer. The system prompt, the
+    language instruction and `user_text` are never left out. The value holds `history` (the
+    turns kept, as given) and `left_out_turns`. When even no history at all is over the
+    limit, every turn is left out: the request then meets its own budget check as
+    PROMPT_TOO_LONG, with the numbers of the prompt that cannot be shortened. A rule that
+    fails returns the failure prepare_chat would.
+    """
+    try:
+        draft = _draft(llm_model, **inputs)
+        budget = _budget(llm_model, draft.messages, draft.options, draft.context)
+    except _Invalid as invalid:
+        return invalid.result
+    history = list(inputs.get("history") or [])
+    if not budget.exceeded or budget.estimated_tokens is None:
+        return Result.ok(history=history, left_out_turns=0)
+    # The estimate is a sum over messages, so leaving a turn out takes exactly its own count.
+    counting = _counting(llm_model, draft.context)
+    turns = _turns(history)
+    excess = budget.estimated_tokens - budget.limit_tokens
+    left_out = 0
+    while left_out < len(turns) and excess > 0:
+        excess -= estimate_prompt_tokens(turns[left_out], **counting)
+        left_out += 1
+    kept = [message for turn in turns[left_out:] for message in turn]
+    return Result.ok(history=kept, left_out_turns=left_out)
+
+
+def _turns(history: list[Any]) -> list[list[Any]]:
+    """The history cut before each user message (what comes before the first is a turn too)."""
+    turns: list[list[Any]] = []
+    for message in history:
+        if not turns or message.get("role") == "user":
+            turns.append([])
+        turns[-1].append(message)
+    return turns
 
 
 def preview_request(llm_model: ModelSpec, *, stream: bool = False, **inputs: Any) -> Result:

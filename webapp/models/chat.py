@@ -42,6 +42,9 @@ class Conversation(RecordMixin, db.Model):
         ForeignKey("llm_presets.id", ondelete="SET NULL"), nullable=True
     )
     system_prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # When the history no longer fits the model's window, leave the oldest turns out of the
+    # request (True) or refuse the message as PROMPT_TOO_LONG (False).
+    fit_history: Mapped[bool] = mapped_column(nullable=False, default=True, server_default=true())
 
     llm_model: Mapped[LLMModel | None] = relationship()
     llm_preset: Mapped[LLMPreset | None] = relationship()
@@ -59,6 +62,7 @@ class Conversation(RecordMixin, db.Model):
     def _validate(self, errors: v.Errors) -> None:
         v.check_present(errors, "title", self.title)
         v.check_max_length(errors, "title", self.title, 200)
+        v.check_boolean(errors, "fit_history", self.fit_history)
 
 
 class ChatMessage(RecordMixin, db.Model):

@@ -137,6 +137,16 @@ def preview_prompt_budget(llm_model: LLMModel, **arguments: Unpack[ChatArguments
     return call.rows(prepare.preview_prompt_budget(call.spec, **call.arguments))
 
 
+def fit_history(llm_model: LLMModel, **arguments: Unpack[ChatArguments]) -> Result:
+    """The history a chat request with `llm_model` can send within its budget, the oldest
+    whole turns left out; see webapp.llm.prepare.fit_history."""
+    invalid = _invalid_model_or_preset(llm_model, arguments)
+    if invalid is not None:
+        return invalid
+    call = _Call(llm_model, arguments, with_client=False)
+    return prepare.fit_history(call.spec, **call.arguments)
+
+
 def preview_request(llm_model: LLMModel, **arguments: Unpack[ChatArguments]) -> Result:
     """The exact request a chat with `llm_model` would send (streamed when the model
     streams, as chat_events does), with URL, masked headers and budget — nothing is sent.

@@ -26,7 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import ColumnElement, exists, update
+from sqlalchemy import ColumnElement, exists, select, update
 
 from webapp.extensions import db
 from webapp.llm import results as codes
@@ -37,6 +37,7 @@ from webapp.models.types import utcnow
 from webapp.services import usage
 from webapp.services.alternatives import reply_prompt
 from webapp.services.chat import chat_events
+from webapp.services.conversations import fitted_history
 from webapp.services.model_cache import ModelCache, Version, version_columns
 from webapp.services.reply_limits import ReplyLimits, StreamSlots, UserStreams
 from webapp.services.reply_recorder import ReplyRecorder
@@ -111,6 +112,7 @@ class ClaimedReply:
     details: dict[str, Any]
     model_version: Version
     content: str  # a continuation starts with the text it continues
+    fit_history: bool  # the conversation's setting: leave out the oldest turns to fit
 
 
 def claim_own(message_id: int, user_id: int) -> ClaimedReply | None:
@@ -128,6 +130,9 @@ def claim_own(message_id: int, user_id: int) -> ClaimedReply | None:
             ChatMessage.preset_name,
             ChatMessage.details,
             ChatMessage.content,
+            select(Conversation.fit_history)
+            .where(Conversation.id == ChatMessage.conversation_id)
+            .scalar_subquery(),
             *version_columns("chat_messages.llm_model_id"),
         )
     )
@@ -135,7 +140,7 @@ def claim_own(message_id: int, user_id: int) -> ClaimedReply | None:
     db.session.commit()
     if row is None:
         return None
-    conversation_id, model_id, preset_id, model_name, preset_name, details, content, *version = row
+    (conversation_id, model_id, preset_id, model_name, preset_name, details, content, fit) = row[:8]
     return ClaimedReply(
         message_id,
         conversation_id,
@@ -144,8 +149,9 @@ def claim_own(message_id: int, user_id: int) -> ClaimedReply | None:
         model_name,
         preset_name,
         details or {},
-        tuple(version),
+        tuple(row[8:]),
         content,
+        fit is None or bool(fit),
     )
 
 
@@ -282,8 +288,17 @@ def _start(message: ClaimedReply, user_id: int) -> tuple[ChatStream, ReplyRecord
         )
         return ChatStream.failed(failure), recorder
     preset = next((p for p in llm_model.llm_presets if p.id == message.llm_preset_id), None)
-    turns, question = prompt.history, prompt.user_text
     system = (message.details or {}).get("system_prompt")
+    question = prompt.user_text
+    # Fitted as the meter showed it: the oldest turns left out unless the conversation says no.
+    turns = fitted_history(
+        llm_model,
+        history=prompt.history,
+        user_text=question,
+        system=system,
+        preset=preset,
+        fit=message.fit_history,
+    ).turns
     events = chat_events(
         llm_model, user_text=question or "", history=turns, system=system, preset=preset
     )
