@@ -101,9 +101,10 @@ def test_stop_ends_the_reply_and_the_upstream_request(
 
     reply = last_reply(page)
     expect(reply.locator(".badge", has_text="Stopped")).to_be_visible(timeout=5000)
-    shown = reply.inner_text()
+    text = reply.locator(".markdown")
+    shown = text.inner_text()
     # Nothing more arrives: the text stays as it was over three chunk intervals.
-    assert not wait_for(lambda: reply.inner_text() != shown, timeout=0.5)
+    assert not wait_for(lambda: text.inner_text() != shown, timeout=0.5)
     message = wait_for_status(message_id, {"stopped"})
     assert message.status == "stopped"
     assert 0 < len(message.content) < len(LONG_PROMPT)

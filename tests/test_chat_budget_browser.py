@@ -110,7 +110,7 @@ def test_typing_past_the_limit_disables_send_with_the_reason_and_shortening_enab
     expect(send).not_to_have_attribute("aria-describedby", "budget-reason")
     expect(page.locator("#budget-reason")).to_have_count(0)
     box.press("Enter")
-    expect(page.locator("#transcript .message.user")).to_have_text(FITS)
+    expect(page.locator("#transcript .message.user .user-text")).to_have_text(FITS)
     reply = page.locator("#transcript .message.assistant").last
     expect(reply.locator(".markdown")).to_contain_text(FITS)
 

@@ -259,10 +259,10 @@ def test_the_request_sent_to_the_provider_leaves_the_oldest_turns_out(
 
     sent = member_client.post(f"/c/{conversation.id}/messages", data=data)
     assert sent.status_code == 303, sent.get_data(as_text=True)
-    reply = _db.session.scalars(
-        _db.select(ChatMessage).where(ChatMessage.status == "pending")
+    reply_id = _db.session.scalars(
+        _db.select(ChatMessage.id).where(ChatMessage.status == "pending")
     ).one()
-    stream = member_client.get(f"/messages/{reply.id}/stream")
+    stream = member_client.get(f"/messages/{reply_id}/stream")
     assert "event: end" in stream.get_data(as_text=True)
 
     [body] = mock_api.wire.bodies
@@ -272,4 +272,4 @@ def test_the_request_sent_to_the_provider_leaves_the_oldest_turns_out(
         {"role": "user", "content": QUESTION},
     ]
     _db.session.expire_all()
-    assert _db.session.get(ChatMessage, reply.id).status == "complete"
+    assert _db.session.get(ChatMessage, reply_id).status == "complete"
