@@ -2,7 +2,8 @@
 
 Serves the app on a loopback port (a fresh SQLite database, migrations, seeds, an admin),
 drives Debian's Chromium with Playwright and captures the providers, models, presets and
-chat pages — the chat mid-stream and finished.
+chat pages — the chat mid-stream, finished, with a regenerated alternative, on a phone, and
+over its token budget.
 
     python scripts/screenshots.py [--out docs/screenshots] [--chromium /usr/bin/chromium]
 """
@@ -103,7 +104,11 @@ def main() -> None:
         shoot(page, out, "chat-streaming")
         page.locator("#transcript .message.assistant .stat").first.wait_for(timeout=30_000)
         shoot(page, out, "chat")
-        phone = browser.new_page(viewport={"width": 390, "height": 800}, is_mobile=True)
+        page.get_by_role("button", name="Regenerate", exact=True).click()
+        page.get_by_text("2/2").wait_for(timeout=30_000)
+        page.locator("#transcript .message.assistant .stat").last.wait_for(timeout=30_000)
+        shoot(page, out, "chat-alternatives")
+        phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
         phone.context.add_cookies(page.context.cookies())
         phone.goto(page.url)
         shoot(phone, out, "chat-phone")
