@@ -71,3 +71,12 @@ def post_worker_init(worker: Any) -> None:
         previous(signum, frame)
 
     signal.signal(signal.SIGTERM, on_term)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """gthread leaves its loop as soon as no connection is open, so a reply nobody follows
+    would die with the process: wait here for the replies still running (the same half of
+    the grace; `finish` only waits for what is left, then stops and saves it)."""
+    runs = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("reply_runs")
+    if runs is not None:
+        runs.finish(timeout=graceful_timeout / 2)

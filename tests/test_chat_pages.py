@@ -854,3 +854,83 @@ def test_a_failure_on_our_side_mid_stream_still_ends_and_saves(
         "partial <text>",
         "INTERNAL_ERROR",
     )
+
+
+# --- replies that belong to the server: what a run must never do -----------------------------
+
+
+def test_a_reply_never_writes_into_a_later_message_given_its_id(
+    member_client: FlaskClient, model: LLMModel, member: User
+) -> None:
+    """SQLite gives a deleted message's id to the next one: a reply still running when its
+    conversation was deleted must not save itself into that new message."""
+    conversation_id = new_conversation(member_client, model)
+    reply_id = messages_of(conversation_id)[1].id
+    claimed = replies.claim_own(reply_id, member.id)
+    assert claimed is not None
+    recorder = reply_recorder.ReplyRecorder(
+        _db.engine,
+        reply_id,
+        model_name="m",
+        preset_name=None,
+        details={},
+        created_at=claimed.created_at,
+    )
+    _db.session.execute(_db.delete(ChatMessage).where(ChatMessage.id == reply_id))
+    _db.session.commit()
+    later = ChatMessage(
+        id=reply_id,
+        conversation_id=conversation_id,
+        role="assistant",
+        status="streaming",
+        content="someone else's",
+        created_at=claimed.created_at + timedelta(seconds=1),
+    )
+    _db.session.add(later)
+    _db.session.commit()
+
+    recorder.add("stale text")
+    recorder.stop()
+
+    [_, saved] = messages_of(conversation_id)
+    assert (saved.status, saved.content) == ("streaming", "someone else's")
+
+
+def test_a_reply_that_fails_after_its_claim_is_not_left_streaming(
+    member_client: FlaskClient, model: LLMModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conversation_id = new_conversation(member_client, model)
+    reply_id = messages_of(conversation_id)[1].id
+
+    def broken(_message: Any) -> Any:
+        raise RuntimeError("the request could not be built")
+
+    monkeypatch.setattr(replies, "reply_prompt", broken)
+    assert member_client.get(f"/messages/{reply_id}/stream").status_code == 500
+
+    saved = messages_of(conversation_id)[1]
+    assert (saved.status, saved.error_code) == ("error", "INTERNAL_ERROR")
+    assert member_client.get(f"/messages/{reply_id}/stream").status_code == 204
+
+
+def test_following_a_reply_whose_writer_died_ends_it_as_incomplete(
+    member_client: FlaskClient, model: LLMModel
+) -> None:
+    """Claimed by a process that is gone (no run here, nothing written for long): the page
+    following it settles it instead of waiting forever."""
+    conversation_id = new_conversation(member_client, model)
+    reply = messages_of(conversation_id)[1]
+    reply.status, reply.content = "streaming", "half an answer"
+    _db.session.commit()
+    _db.session.execute(
+        _db.update(ChatMessage)
+        .where(ChatMessage.id == reply.id)
+        .values(updated_at=utcnow() - timedelta(hours=1))
+    )
+    _db.session.commit()
+
+    body = member_client.get(f"/messages/{reply.id}/stream").get_data(as_text=True)
+
+    assert "event: delta\ndata: half an answer" in body
+    assert "event: end" in body and "Incomplete" in body
+    assert messages_of(conversation_id)[1].status == "incomplete"

@@ -404,3 +404,22 @@ def test_a_reply_costs_the_database_four_statements_with_the_model_cached(
         event.remove(engine, "before_cursor_execute", count)
 
     assert statements == ["SELECT", "UPDATE", "SELECT", "UPDATE"], statements
+
+
+def test_pages_following_replies_hold_no_database_connection(
+    app: Flask, live_server: LiveServer, http: httpx2.Client
+) -> None:
+    """Each open stream (the one that started the reply and a second tab in the same process)
+    gave its request's connection back: followers read memory, not the pool."""
+    model = mock_model(mock_provider(live_server, "chunk_delay=0.2"))
+    message_id = send(http, model, LONG_PROMPT)
+    second_tab = signed_in_client(live_server)
+    with live_server.app.app_context():
+        pool = _db.engine.pool
+
+    with http.stream("GET", f"/messages/{message_id}/stream") as first:
+        assert next(read_frames(first.iter_lines())).event == "delta"
+        with second_tab.stream("GET", f"/messages/{message_id}/stream") as second:
+            assert next(read_frames(second.iter_lines())).event == "delta"
+            assert pool.checkedout() == 0  # type: ignore[attr-defined]
+    second_tab.close()

@@ -292,8 +292,7 @@ def _own_message(message_id: int) -> ChatMessage:
 
 
 def _abandoned_after() -> timedelta:
-    # A live stream writes at least once per read timeout; well past it, nobody is writing.
-    return timedelta(seconds=float(current_app.config.get("LLM_REQUEST_TIMEOUT", 60)) + 30)
+    return replies.abandoned_after(current_app.config)
 
 
 # --- composer helpers: presets of a model, the budget meter ----------------------------------

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import ColumnElement, exists, select, update
+from sqlalchemy import ColumnElement, Update, exists, literal_column, update
 
 from webapp.extensions import db
 from webapp.llm import results as codes
@@ -113,6 +113,9 @@ class ClaimedReply:
     model_version: Version
     content: str  # a continuation starts with the text it continues
     fit_history: bool  # the conversation's setting: leave out the oldest turns to fit
+    # Which row this is: SQLite may give a deleted message's id to a new one, and a reply
+    # still running must never write into that.
+    created_at: datetime
 
 
 def claim_own(message_id: int, user_id: int) -> ClaimedReply | None:
@@ -130,9 +133,12 @@ def claim_own(message_id: int, user_id: int) -> ClaimedReply | None:
             ChatMessage.preset_name,
             ChatMessage.details,
             ChatMessage.content,
-            select(Conversation.fit_history)
-            .where(Conversation.id == ChatMessage.conversation_id)
-            .scalar_subquery(),
+            ChatMessage.created_at,
+            # Spelled out: a RETURNING list is rendered without table names (model_cache).
+            literal_column(
+                "(SELECT c.fit_history FROM conversations c"
+                " WHERE c.id = chat_messages.conversation_id)"
+            ),
             *version_columns("chat_messages.llm_model_id"),
         )
     )
@@ -140,7 +146,8 @@ def claim_own(message_id: int, user_id: int) -> ClaimedReply | None:
     db.session.commit()
     if row is None:
         return None
-    (conversation_id, model_id, preset_id, model_name, preset_name, details, content, fit) = row[:8]
+    (conversation_id, model_id, preset_id, model_name, preset_name, details, content) = row[:7]
+    created_at, fit = row[7:9]
     return ClaimedReply(
         message_id,
         conversation_id,
@@ -149,9 +156,10 @@ def claim_own(message_id: int, user_id: int) -> ClaimedReply | None:
         model_name,
         preset_name,
         details or {},
-        tuple(row[8:]),
+        tuple(row[9:]),
         content,
         fit is None or bool(fit),
+        created_at,
     )
 
 
@@ -167,13 +175,20 @@ def cancel_pending(message_id: int) -> bool:
     return _leave_pending(message_id, "stopped")
 
 
-def settle_abandoned(conversation_id: int, older_than: timedelta) -> int:
-    """Mark replies "incomplete" whose stream stopped writing long ago (a server that died
-    mid-stream), so no page polls them forever. Returns how many were settled."""
-    result = db.session.execute(
+def abandoned_after(config: Mapping[str, Any]) -> timedelta:
+    """How long a reply may go unwritten before it counts as abandoned (its process died): a
+    live one is checkpointed every few seconds while text flows, and a silent provider is
+    given up on after the read timeout."""
+    return timedelta(seconds=float(config.get("LLM_REQUEST_TIMEOUT", 60)) + 30)
+
+
+def settle_abandoned_statement(older_than: timedelta, *where: ColumnElement[bool]) -> Update:
+    """Mark the replies matching `where` "incomplete" when they are still "streaming" but
+    nothing has written to them for `older_than`."""
+    return (
         update(ChatMessage)
         .where(
-            ChatMessage.conversation_id == conversation_id,
+            *where,
             ChatMessage.status == "streaming",
             ChatMessage.updated_at < utcnow() - older_than,
         )
@@ -182,7 +197,15 @@ def settle_abandoned(conversation_id: int, older_than: timedelta) -> int:
             error_code=codes.LLM_REQUEST_FAILED,
             error_text="the reply was interrupted: the server stopped writing it",
             updated_at=utcnow(),
-        ),
+        )
+    )
+
+
+def settle_abandoned(conversation_id: int, older_than: timedelta) -> int:
+    """Settle the conversation's abandoned replies (see `settle_abandoned_statement`), so no
+    page follows them forever. Returns how many were settled."""
+    result = db.session.execute(
+        settle_abandoned_statement(older_than, ChatMessage.conversation_id == conversation_id),
         execution_options={"synchronize_session": False},
     )
     db.session.commit()
@@ -239,6 +262,7 @@ def open_reply(message_id: int, user_id: int) -> ReplyStream | EndedReply | None
         user_streams.release(user_id)
         slots.release()
 
+    claimed = None
     try:
         claimed = claim_own(message_id, user_id)
         if claimed is None:
@@ -247,8 +271,26 @@ def open_reply(message_id: int, user_id: int) -> ReplyStream | EndedReply | None
         events, recorder = _start(claimed, user_id)
     except BaseException:
         release()
+        if claimed is not None:  # never leave a claimed reply "streaming" with no one writing it
+            _fail_claimed(message_id)
         raise
     return ReplyStream(events, recorder, extensions["reply_limits"], on_close=release)
+
+
+def _fail_claimed(message_id: int) -> None:
+    db.session.rollback()
+    db.session.execute(
+        update(ChatMessage)
+        .where(ChatMessage.id == message_id, ChatMessage.status == "streaming")
+        .values(
+            status="error",
+            error_code=codes.INTERNAL_ERROR,
+            error_text=SERVER_ERROR_TEXT,
+            updated_at=utcnow(),
+        ),
+        execution_options={"synchronize_session": False},
+    )
+    db.session.commit()
 
 
 def _refused(message_id: int, user_id: int, reason: str) -> EndedReply | None:
@@ -270,6 +312,7 @@ def _start(message: ClaimedReply, user_id: int) -> tuple[ChatStream, ReplyRecord
         call=usage.ChatCall(user_id=user_id),
         details=message.details,
         prefix=prompt.prefix,
+        created_at=message.created_at,
     )
     cache: ModelCache = current_app.extensions["model_cache"]
     llm_model = (

@@ -19,6 +19,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,8 @@ RECONNECT_SECONDS = 1.0
 # (a character escaped in JSON takes at most 6 bytes).
 MAX_PIECE_CHARS = 1_000
 LISTEN_POLL_SECONDS = 0.5
+# After a failed publish, how long the bus is treated as away (nothing is sent meanwhile).
+AWAY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -89,14 +92,19 @@ class ReplyBus:
         self._listening = False
         self._closed = threading.Event()
         self._ready = threading.Event()
+        self._away_until = 0.0
 
     def publish(self, *messages: BusMessage) -> None:
-        """Send, in order; a transport that is away costs a log line (the database is the
-        fallback: followers check it, and the writer checks it for a stop)."""
+        """Send, in order. A transport that is away costs a log line and then nothing for a
+        few seconds (the run publishing must not wait on it piece after piece): the database
+        is the fallback — followers read the checkpoints, the writer checks for a stop."""
+        if time.monotonic() < self._away_until:
+            return
         try:
             self._send([message.encode() for message in messages])
         except Exception as error:  # any transport failure is logged, not raised
-            log.warning("reply bus: could not publish: %s", error)
+            self._away_until = time.monotonic() + AWAY_SECONDS
+            log.warning("reply bus: could not publish (retrying in %gs): %s", AWAY_SECONDS, error)
 
     def subscribe(self, reply_id: int) -> queue.SimpleQueue[BusMessage]:
         inbox: queue.SimpleQueue[BusMessage] = queue.SimpleQueue()
@@ -218,6 +226,8 @@ class PostgresReplyBus(ReplyBus):
             try:
                 self._notify(payloads)
             except psycopg.OperationalError:  # a connection the server dropped: once more
+                if self._sender is not None:
+                    self._sender.close()
                 self._sender = None
                 self._notify(payloads)
 

@@ -14,10 +14,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import ColumnElement, Engine, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from webapp.llm import results as codes
@@ -62,8 +63,12 @@ class ReplyRecorder:
         checkpoint_seconds: float = CHECKPOINT_SECONDS,
         clock: Callable[[], float] = time.perf_counter,
         details: dict[str, Any] | None = None,
+        created_at: datetime | None = None,
     ) -> None:
         self.engine = engine
+        # The claimed row's creation time: every write is to that row only (SQLite may give a
+        # deleted message's id to a new message while this reply still runs).
+        self.row = _Row(message_id, created_at)
         # The message's details when the reply was claimed: the outcome's are added to them
         # and saved in the one statement that saves the outcome (None: read them then).
         self.details = details
@@ -168,11 +173,11 @@ class ReplyRecorder:
             with self.engine.begin() as connection:
                 connection.execute(
                     update(ChatMessage)
-                    .where(ChatMessage.id == self.message_id, ChatMessage.status == "streaming")
+                    .where(*self.row.conditions(), ChatMessage.status == "streaming")
                     .values(content=ChatMessage.content + new_text, updated_at=utcnow())
                 )
-        except DBAPIError as error:  # the database is away: the final save catches up
-            log.warning("checkpoint of reply %s skipped: %s", self.message_id, error.orig)
+        except SQLAlchemyError as error:  # the database is away: the final save catches up
+            log.warning("checkpoint of reply %s skipped: %s", self.message_id, error)
             return
         self._checkpointed = len(self.pieces)
 
@@ -191,14 +196,15 @@ class ReplyRecorder:
             details=details or {},
             values=values,
             base_details=self.details,
+            row=self.row,
         )
         try:
             message = outcome.write(self.engine, self.message_id)
-        except DBAPIError as error:
+        except SQLAlchemyError as error:  # away, or its pool exhausted: retry later
             log.warning(
                 "reply %s could not be saved now (%s); retrying in the background",
                 self.message_id,
-                error.orig,
+                error,
             )
             message = outcome.unsaved(self.message_id)
             _retry_in_background(outcome, self.engine, self.message_id)
@@ -218,6 +224,20 @@ class ReplyRecorder:
 
 
 @dataclass(frozen=True)
+class _Row:
+    """A message row, told apart from a later one given the same id."""
+
+    message_id: int
+    created_at: datetime | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        conditions = [ChatMessage.id == self.message_id]
+        if self.created_at is not None:
+            conditions.append(ChatMessage.created_at == self.created_at)
+        return conditions
+
+
+@dataclass(frozen=True)
 class _Outcome:
     """How a reply ended, ready to be written (now, or later by a retry)."""
 
@@ -228,6 +248,7 @@ class _Outcome:
     details: dict[str, Any]
     values: dict[str, Any]
     base_details: dict[str, Any] | None = None
+    row: _Row | None = None
 
     def write(self, engine: Engine, message_id: int) -> ChatMessage:
         if self.base_details is None:
@@ -235,7 +256,7 @@ class _Outcome:
         # One statement: the details to merge with are known since the claim.
         statement = (
             update(ChatMessage)
-            .where(ChatMessage.id == message_id)
+            .where(*(self.row or _Row(message_id)).conditions())
             .values(
                 status=self.status,
                 content=self.content,
@@ -287,7 +308,7 @@ def _retry_in_background(outcome: _Outcome, engine: Engine, message_id: int) -> 
             time.sleep(SAVE_RETRY_SECONDS)
             try:
                 outcome.write(engine, message_id)
-            except DBAPIError:
+            except SQLAlchemyError:
                 continue
             log.info("reply %s saved after the database came back", message_id)
             return

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from datetime import timedelta
 
 from flask import Flask, current_app
 from sqlalchemy import Engine, func, select, update
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from webapp.config import ConfigError
 from webapp.extensions import db
+from webapp.llm import results as codes
 from webapp.llm.pump import in_background
 from webapp.models import ChatMessage
 from webapp.models.types import utcnow
@@ -35,8 +37,10 @@ from webapp.services.replies import (
     ReplyEvent,
     ReplyHeartbeat,
     ReplyStream,
+    abandoned_after,
     cancel_pending,
     open_reply,
+    settle_abandoned_statement,
 )
 from webapp.services.reply_bus import BusMessage, ReplyBus, make_bus, text_messages
 
@@ -53,6 +57,12 @@ POLL_SECONDS = 0.5
 POLL_SECONDS_WITH_BUS = 2.0
 # How often the watchdog looks for replies past their time limit.
 WATCHDOG_SECONDS = 0.25
+# A follower whose first request to follow went unanswered asks again, at most this often.
+FOLLOW_AGAIN_SECONDS = 2.0
+# How long a follower waits for this process's bus listener before asking to follow.
+BUS_READY_SECONDS = 2.0
+# How often a follower checks whether the reply's writer died (it is then settled).
+SETTLE_CHECK_SECONDS = 15.0
 # How long Stop waits for the reply to be saved before answering with it as it is.
 STOP_WAIT_SECONDS = 5.0
 
@@ -128,12 +138,13 @@ class ReplyRun:
         except Exception:
             log.exception("reply %s: its run failed", self.message_id)
         finally:
-            self._reply.close()
-            if self.ended is None and self._reply.saved is not None:
-                self._end(self._reply.saved)
+            try:
+                self._reply.close()
+            except Exception:
+                log.exception("reply %s: could not be closed", self.message_id)
+            if self.ended is None:  # whatever happened, followers get an end
+                self._end(self._reply.saved or _lost(self.message_id))
             self._done.set()
-            with self._changed:
-                self._changed.notify_all()
             self._on_end(self)
 
     def _add(self, text: str) -> None:
@@ -269,22 +280,38 @@ def follow_elsewhere(
     engine: Engine,
     bus: ReplyBus | None,
     heartbeat_seconds: float,
+    settle_after: timedelta,
     clock: Callable[[], float] = time.monotonic,
 ) -> ReplyEvents:
     """A reply another process writes, from its first character: what its last checkpoint
     saved, then every piece the writer sends over the bus (each with its offset, so nothing
-    is shown twice or skipped), or without a bus the checkpoints as they are saved."""
+    is shown twice or skipped), or without a bus the checkpoints as they are saved. A reply
+    whose writer stopped writing long ago (its process died) is settled as incomplete."""
     inbox = bus.subscribe(message_id) if bus is not None else None
     poll_every = POLL_SECONDS_WITH_BUS if bus is not None else POLL_SECONDS
     shown = 0
+    asked = -FOLLOW_AGAIN_SECONDS
+
+    def ask_to_follow() -> None:
+        nonlocal asked
+        if bus is not None and clock() - asked >= FOLLOW_AGAIN_SECONDS:
+            asked = clock()
+            bus.publish(BusMessage(message_id, "follow"))
+
     try:
         if bus is not None:
-            bus.publish(BusMessage(message_id, "follow"))
-        next_poll = clock()
+            bus.wait_ready(BUS_READY_SECONDS)  # or the writer's answer could go unheard
+        ask_to_follow()
+        next_poll = next_settle = clock()
         while True:
             if clock() >= next_poll:
                 next_poll = clock() + poll_every
-                status, more = _progress(engine, message_id, shown)
+                settle = clock() >= next_settle
+                if settle:
+                    next_settle = clock() + SETTLE_CHECK_SECONDS
+                status, more = _progress(
+                    engine, message_id, shown, settle_after if settle else None
+                )
                 if more:
                     shown += len(more)
                     yield ReplyDelta(more)
@@ -299,13 +326,28 @@ def follow_elsewhere(
                 yield ReplyHeartbeat()
             elif message.kind == "end":
                 next_poll = clock()
-            elif message.offset <= shown < message.offset + len(message.text):
+            elif message.offset > shown:  # a piece after a gap: the writer's answer was lost
+                ask_to_follow()
+            elif shown < message.offset + len(message.text):
                 piece = message.text[shown - message.offset :]
                 shown += len(piece)
                 yield ReplyDelta(piece)
     finally:
         if bus is not None and inbox is not None:
             bus.unsubscribe(message_id, inbox)
+
+
+def _lost(message_id: int) -> ChatMessage:
+    """The end shown when a reply's outcome could not even be kept in memory."""
+    return ChatMessage(
+        id=message_id,
+        role="assistant",
+        status="error",
+        content="",
+        details={},
+        error_code=codes.INTERNAL_ERROR,
+        error_text="the reply stopped because of an error on the server",
+    )
 
 
 def _stop_requested(engine: Engine, message_ids: list[int]) -> list[int]:
@@ -331,8 +373,17 @@ def _next_message(inbox: queue.SimpleQueue[BusMessage] | None, wait: float) -> B
         return None
 
 
-def _progress(engine: Engine, message_id: int, shown: int) -> tuple[str | None, str]:
-    """The reply's status and its saved text after the first `shown` characters."""
+def _progress(
+    engine: Engine, message_id: int, shown: int, settle_after: timedelta | None = None
+) -> tuple[str | None, str]:
+    """The reply's status and its saved text after the first `shown` characters. With
+    `settle_after`, a reply still "streaming" that nothing has written to for that long
+    (its process died) is settled as incomplete first."""
+    if settle_after is not None:
+        with engine.begin() as connection:
+            connection.execute(
+                settle_abandoned_statement(settle_after, ChatMessage.id == message_id)
+            )
     query = select(ChatMessage.status, func.substr(ChatMessage.content, shown + 1)).where(
         ChatMessage.id == message_id
     )
@@ -430,14 +481,22 @@ def watch(message_id: int, user_id: int) -> Following | None:
     message = find_message(user_id, message_id)
     if message is None or (run is not None and run.owner != user_id):
         raise ReplyNotFound(message_id)
+    status = message.status
+    # Nothing below needs the request's session: give its connection back for the stream.
+    db.session.close()
     run = run or runs().get(message_id)  # claimed by another request of this process
     if run is not None:
         return Following(follow_here(run, heartbeat), "here")
-    if message.status != "streaming":
+    if status != "streaming":
         return None
-    engine, bus = db.engine, runs().bus
-    db.session.close()  # the follower reads through short connections of its own
-    events = follow_elsewhere(message_id, engine=engine, bus=bus, heartbeat_seconds=heartbeat)
+    bus = runs().bus
+    events = follow_elsewhere(
+        message_id,
+        engine=db.engine,
+        bus=bus,
+        heartbeat_seconds=heartbeat,
+        settle_after=abandoned_after(current_app.config),
+    )
     return Following(events, bus.name if bus is not None else "database")
 
 
