@@ -61,13 +61,12 @@ def post_worker_init(worker: Any) -> None:
     if runs is None or not callable(previous):
         return
 
-    def finish_replies() -> None:
-        stopped = runs.finish(timeout=graceful_timeout / 2)
-        if stopped:
-            worker.log.info("stopped %d replies still running at exit: %s", len(stopped), stopped)
-
     def on_term(signum: int, frame: Any) -> None:
-        threading.Thread(target=finish_replies, name="finish-replies", daemon=True).start()
+        finishing = threading.Thread(
+            target=_finish_replies, args=(worker,), name="finish-replies", daemon=True
+        )
+        worker.finishing_replies = finishing
+        finishing.start()
         previous(signum, frame)
 
     signal.signal(signal.SIGTERM, on_term)
@@ -75,8 +74,21 @@ def post_worker_init(worker: Any) -> None:
 
 def worker_exit(server: Any, worker: Any) -> None:
     """gthread leaves its loop as soon as no connection is open, so a reply nobody follows
-    would die with the process: wait here for the replies still running (the same half of
-    the grace; `finish` only waits for what is left, then stops and saves it)."""
+    would die with the process: wait here until the replies are finished (by the thread
+    SIGTERM started, or now when the worker stops for another reason)."""
+    finishing = getattr(worker, "finishing_replies", None)
+    if finishing is not None:
+        finishing.join()
+    else:
+        _finish_replies(worker)
+
+
+def _finish_replies(worker: Any) -> None:
+    """Wait up to half the grace for the worker's running replies, then stop and save the
+    rest (see webapp/services/reply_runs.py)."""
     runs = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("reply_runs")
-    if runs is not None:
-        runs.finish(timeout=graceful_timeout / 2)
+    if runs is None:
+        return
+    stopped = runs.finish(timeout=graceful_timeout / 2)
+    if stopped:
+        worker.log.info("stopped %d replies still running at exit: %s", len(stopped), stopped)

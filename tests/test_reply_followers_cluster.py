@@ -126,27 +126,29 @@ def test_stop_pressed_in_a_page_of_another_process_stops_the_reply(cluster: Clus
 
 
 def test_an_instance_told_to_stop_saves_the_reply_it_was_writing(tmp_path: Path) -> None:
-    """gunicorn's SIGTERM (a deploy): the reply gets half the grace (1 s here) to finish,
-    then is stopped and saved with its text instead of being left "streaming"."""
+    """gunicorn's SIGTERM (a deploy) to an instance writing a reply nobody follows: gthread
+    leaves its loop at once (no connection is open), and the reply still gets half the grace
+    (1 s here) to finish, then is stopped and saved with its text, not left "streaming".
+    The mock answers from the other instance, so no connection of its own keeps this one up."""
     nginx = require_cluster_services()
     database = ThrowawayDatabase()
     cluster = Cluster(
-        nginx=nginx, workdir=tmp_path, database=database, size=1, workers=1, mock_stream_delay=0.5
+        nginx=nginx, workdir=tmp_path, database=database, size=2, workers=1, mock_stream_delay=0.5
     )
     try:
         cluster.flask(
             ["db", "upgrade"], ["seed"], ["users", "create", "--password", PASSWORD, MEMBER_EMAIL]
         )
-        cluster.start()
-        (instance,) = cluster.instances
-        assert instance.process is not None
+        cluster.start(with_nginx=False)
+        writer = cluster.instances[1]  # the mock is served by instances[0]
+        assert writer.process is not None
         model_id, _ = mock_model(cluster)
-        with closing(signed_in_at(instance.url)) as client:
+        with closing(signed_in_at(writer.url)) as client:
             message_id = send(client, model_id, LONG_PROMPT)
             seen = start_and_drop(client, message_id)
 
-        instance.process.terminate()
-        instance.process.wait_ended()
+        writer.process.terminate()
+        writer.process.wait_ended()
 
         status, content = saved(cluster, message_id)
         assert status == "stopped", cluster.logs()
