@@ -31,6 +31,7 @@ from webapp.models import ChatMessage
 from webapp.models.types import utcnow
 from webapp.services.conversations import find_message
 from webapp.services.replies import (
+    SERVER_ERROR_TEXT,
     EndedReply,
     ReplyDelta,
     ReplyEnd,
@@ -346,7 +347,7 @@ def _lost(message_id: int) -> ChatMessage:
         content="",
         details={},
         error_code=codes.INTERNAL_ERROR,
-        error_text="the reply stopped because of an error on the server",
+        error_text=SERVER_ERROR_TEXT,
     )
 
 
