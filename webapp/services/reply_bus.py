@@ -10,7 +10,7 @@ One channel carries every reply's messages (a process keeps the subscribers of e
 itself): PostgreSQL `LISTEN/NOTIFY` when the database is PostgreSQL, Redis pub/sub when
 `REDIS_URL` is set (and preferred: it keeps the database's connections for queries). On SQLite
 without Redis there is no bus: another process's page follows the reply's checkpoints in the
-database instead (see `reply_runs.follow_elsewhere`).
+database instead (see `reply_following.follow_elsewhere`).
 """
 
 from __future__ import annotations
