@@ -17,8 +17,8 @@ from webapp.extensions import db as _db
 from webapp.llm import prepare
 from webapp.llm.specs import ModelSpec
 from webapp.models import ChatMessage, Conversation, LLMModel, User
+from webapp.services import conversation_budget, run_chat
 from webapp.services import conversations as chats
-from webapp.services import run_chat
 from webapp.services.chat import fit_history, preview_prompt_budget, preview_request
 from webapp.services.llm_config import model_spec
 
@@ -174,7 +174,7 @@ def test_the_meter_counts_the_fitted_request_and_says_how_many_turns_were_left_o
     conversation = conversation_of(owner, model, turns=6)
     fitted = fit_history(model, user_text=QUESTION, history=HISTORY, system=SYSTEM).value
 
-    budget = chats.prompt_budget(conversation, choice_of(model))
+    budget = conversation_budget.prompt_budget(conversation, choice_of(model))
 
     assert budget.success
     assert budget.value["left_out_turns"] == fitted["left_out_turns"] > 0
@@ -183,9 +183,9 @@ def test_the_meter_counts_the_fitted_request_and_says_how_many_turns_were_left_o
         model, user_text=QUESTION, history=fitted["history"], system=SYSTEM
     )
     assert budget.value["estimated_tokens"] == expected.value["estimated_tokens"]
-    assert chats.refuse_over_budget(conversation, choice_of(model)) is None
+    assert conversation_budget.refuse_over_budget(conversation, choice_of(model)) is None
     # The admin's request preview shows the same request.
-    preview = chats.request_preview(conversation, choice_of(model))
+    preview = conversation_budget.request_preview(conversation, choice_of(model))
     assert preview.value["left_out_turns"] == fitted["left_out_turns"]
     assert preview.value["body"]["messages"][1:-1] == fitted["history"]
 
@@ -196,7 +196,7 @@ def test_a_message_too_long_on_its_own_is_refused_with_the_four_numbers(
     conversation = conversation_of(owner, model, turns=6)
     too_long = "This question alone does not fit. " * 40
 
-    refusal = chats.refuse_over_budget(conversation, choice_of(model, too_long))
+    refusal = conversation_budget.refuse_over_budget(conversation, choice_of(model, too_long))
 
     assert refusal is not None and refusal.code == "PROMPT_TOO_LONG"
     engine = run_chat(model, user_text=too_long, history=[], system=SYSTEM)
@@ -221,8 +221,8 @@ def test_with_fitting_turned_off_a_long_history_is_refused_as_prompt_too_long(
     conversation = conversation_of(owner, model, turns=6)
     chats.set_fit_history(conversation, False)
 
-    budget = chats.prompt_budget(conversation, choice_of(model))
-    refusal = chats.refuse_over_budget(conversation, choice_of(model))
+    budget = conversation_budget.prompt_budget(conversation, choice_of(model))
+    refusal = conversation_budget.refuse_over_budget(conversation, choice_of(model))
 
     assert budget.value["left_out_turns"] == 0
     assert budget.value["exceeded"] is True
@@ -252,7 +252,7 @@ def test_the_request_sent_to_the_provider_leaves_the_oldest_turns_out(
     model = mock_model(mock_provider(mock_api.url), context_window_tokens=WINDOW)
     make_preset(model, llm_options_overrides={"max_tokens": RESERVE})
     conversation = conversation_of(owner, model, turns=6)
-    meter = chats.prompt_budget(conversation, choice_of(model))
+    meter = conversation_budget.prompt_budget(conversation, choice_of(model))
     left_out = meter.value["left_out_turns"]
     assert left_out > 0
     data = {"llm_model_id": str(model.id), "system_prompt": SYSTEM, "content": QUESTION}

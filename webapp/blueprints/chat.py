@@ -40,6 +40,7 @@ from webapp.models import ChatMessage, Conversation
 from webapp.models.validation import Errors
 from webapp.services import (
     alternatives,
+    conversation_budget,
     conversation_search,
     replies,
     reply_runs,
@@ -87,7 +88,7 @@ def new_conversation() -> ResponseReturnValue:
     choice, errors = chats.choose(read_draft(request.form), allow_unusable=current_user.is_admin)
     if choice is None:
         return _composer_errors(None, errors)
-    refusal = chats.refuse_over_budget(None, choice)
+    refusal = conversation_budget.refuse_over_budget(None, choice)
     if refusal is not None:
         return _composer_errors(None, {"content": refusal.errors})
     conversation = chats.start_conversation(current_user.id)
@@ -101,7 +102,7 @@ def send_message(conversation_id: int) -> ResponseReturnValue:
     choice, errors = chats.choose(read_draft(request.form), allow_unusable=current_user.is_admin)
     if choice is None:
         return _composer_errors(conversation, errors)
-    refusal = chats.refuse_over_budget(conversation, choice)
+    refusal = conversation_budget.refuse_over_budget(conversation, choice)
     if refusal is not None:
         return _composer_errors(conversation, {"content": refusal.errors})
     new_messages = chats.add_turn(conversation, choice)
@@ -336,7 +337,7 @@ def _composer_choice() -> tuple[Conversation | None, chats.TurnChoice | None, Er
 def budget() -> ResponseReturnValue:
     """≈ estimated prompt tokens against the model's limit, for the draft in the composer."""
     conversation, choice, errors = _composer_choice()
-    result = chats.prompt_budget(conversation, choice) if choice is not None else None
+    result = conversation_budget.prompt_budget(conversation, choice) if choice is not None else None
     return render_template("chat/_budget.html", result=result, errors=errors)
 
 
@@ -347,7 +348,9 @@ def request_preview() -> ResponseReturnValue:
     if not current_user.is_admin:
         abort(403)
     conversation, choice, errors = _composer_choice()
-    result = chats.request_preview(conversation, choice) if choice is not None else None
+    result = (
+        conversation_budget.request_preview(conversation, choice) if choice is not None else None
+    )
     return render_template("chat/_request.html", result=result, errors=errors)
 
 

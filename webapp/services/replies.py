@@ -37,7 +37,7 @@ from webapp.models.types import utcnow
 from webapp.services import usage
 from webapp.services.alternatives import reply_prompt
 from webapp.services.chat import chat_events
-from webapp.services.conversations import fitted_history
+from webapp.services.conversation_budget import fitted_history
 from webapp.services.model_cache import ModelCache, Version, version_columns
 from webapp.services.reply_limits import ReplyLimits, StreamSlots, UserStreams
 from webapp.services.reply_recorder import ReplyRecorder
