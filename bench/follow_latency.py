@@ -38,7 +38,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from tests.support.chat_http import read_frames, send  # noqa: E402
 from tests.support.cluster import Cluster, ThrowawayDatabase  # noqa: E402
-from tests.support.users import MEMBER_EMAIL, PASSWORD, signed_in_at  # noqa: E402
+from tests.support.users import signed_in_at  # noqa: E402
 
 PROMPT = "Summarise the benefits of streaming replies for a chat page, in two sentences. " * 2
 # The mock's pause between pieces: a reply of ~11 pieces takes ~1 s, long enough to follow.
@@ -121,11 +121,7 @@ def measure(bus: str, runs: int, warmup: int) -> dict[str, Samples]:
             extra_env={"MODELDESK_REPLY_BUS": bus},
         )
         try:
-            cluster.flask(
-                ["db", "upgrade"],
-                ["seed"],
-                ["users", "create", "--password", PASSWORD, MEMBER_EMAIL],
-            )
+            cluster.set_up()
             cluster.start(with_nginx=False)
             (model_id,) = database.query("SELECT id FROM llm_models WHERE key = 'mock'")[0]
             one, two = cluster.instances

@@ -21,7 +21,7 @@ from tests.support.cluster import (
     ThrowawayDatabase,
     require_cluster_services,
 )
-from tests.support.users import MEMBER_EMAIL, PASSWORD, csrf_token, signed_in_at
+from tests.support.users import MEMBER_EMAIL, csrf_token, signed_in_at
 from tests.support.waiting import wait_for
 
 # Seconds between the mock's streamed pieces: a reply of ~16 pieces takes over a second, so
@@ -43,11 +43,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         mock_stream_delay=MOCK_STREAM_DELAY,
     )
     try:
-        cluster.flask(
-            ["db", "upgrade"],
-            ["seed"],
-            ["users", "create", "--password", PASSWORD, MEMBER_EMAIL],
-        )
+        cluster.set_up()
         cluster.start()
         yield cluster
     finally:

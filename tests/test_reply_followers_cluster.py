@@ -22,7 +22,7 @@ import pytest
 from tests.support.chat_http import deltas_text, end_html, read_frames, send
 from tests.support.cluster import Cluster, ThrowawayDatabase, require_cluster_services
 from tests.support.mock_api import LONG_PROMPT, PIECE, mock_reply_pattern
-from tests.support.users import MEMBER_EMAIL, PASSWORD, csrf_token, signed_in_at
+from tests.support.users import csrf_token, signed_in_at
 from tests.support.waiting import wait_for
 
 # Seconds between the mock's pieces: a reply to LONG_PROMPT (~15 pieces) takes about 3 s, so
@@ -47,11 +47,7 @@ def cluster(
         extra_env={"MODELDESK_REPLY_BUS": request.param},
     )
     try:
-        cluster.flask(
-            ["db", "upgrade"],
-            ["seed"],
-            ["users", "create", "--password", PASSWORD, MEMBER_EMAIL],
-        )
+        cluster.set_up()
         cluster.start()
         yield cluster
     finally:
@@ -136,9 +132,7 @@ def test_an_instance_told_to_stop_saves_the_reply_it_was_writing(tmp_path: Path)
         nginx=nginx, workdir=tmp_path, database=database, size=2, workers=1, mock_stream_delay=0.5
     )
     try:
-        cluster.flask(
-            ["db", "upgrade"], ["seed"], ["users", "create", "--password", PASSWORD, MEMBER_EMAIL]
-        )
+        cluster.set_up()
         cluster.start(with_nginx=False)
         writer = cluster.instances[1]  # the mock is served by instances[0]
         assert writer.process is not None

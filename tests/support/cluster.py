@@ -27,6 +27,7 @@ import redis
 from psycopg import sql
 
 from tests.support.net import free_port
+from tests.support.users import MEMBER_EMAIL, PASSWORD
 from tests.support.waiting import wait_for
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -244,6 +245,14 @@ class Cluster:
             assert outcome["exit_code"] == 0, f"flask {outcome['args']}: {outcome}"
         assert len(outcomes) == len(commands)
         return [outcome["stdout"] for outcome in outcomes]
+
+    def set_up(self) -> None:
+        """Migrate, seed, and create the member the tests sign in as (before `start`)."""
+        self.flask(
+            ["db", "upgrade"],
+            ["seed"],
+            ["users", "create", "--password", PASSWORD, MEMBER_EMAIL],
+        )
 
     def start(self, *, with_nginx: bool = True) -> None:
         """Start the instances and nginx; return once each instance answers on its own port,
