@@ -788,8 +788,9 @@ def test_the_recorder_saves_text_as_it_streams_and_once_at_the_end(
 ) -> None:
     conversation_id = new_conversation(member_client, model)
     [_, reply] = messages_of(conversation_id)
-    assert replies.claim(reply.id)
-    assert not replies.claim(reply.id)
+    owner = reply.conversation.user_id
+    assert replies.claim_own(reply.id, owner) is not None
+    assert replies.claim_own(reply.id, owner) is None
     recorder = reply_recorder.ReplyRecorder(
         _db.engine, reply.id, model_name="Acme One", preset_name="Balanced", checkpoint_seconds=0
     )
@@ -812,7 +813,8 @@ def test_a_reply_whose_conversation_was_deleted_still_ends_cleanly(
 ) -> None:
     conversation_id = new_conversation(member_client, model)
     reply_id = messages_of(conversation_id)[1].id
-    replies.claim(reply_id)
+    owner = messages_of(conversation_id)[1].conversation.user_id
+    assert replies.claim_own(reply_id, owner) is not None
     recorder = reply_recorder.ReplyRecorder(_db.engine, reply_id, model_name="m", preset_name=None)
     member_client.post(f"/c/{conversation_id}/delete")
 
@@ -832,7 +834,8 @@ def test_a_failure_on_our_side_mid_stream_still_ends_and_saves(
 
     conversation_id = new_conversation(member_client, model)
     reply_id = messages_of(conversation_id)[1].id
-    replies.claim(reply_id)
+    owner = messages_of(conversation_id)[1].conversation.user_id
+    assert replies.claim_own(reply_id, owner) is not None
     recorder = reply_recorder.ReplyRecorder(_db.engine, reply_id, model_name="m", preset_name=None)
 
     def events() -> Any:

@@ -211,7 +211,7 @@ def test_a_failed_continuation_keeps_the_text_it_continued(
 ) -> None:
     reply = answered(conversation, model, "Tell me a story", "Once upon ", status="stopped")
     continued = alternatives.continue_reply(reply, choice_of(model))
-    assert replies.claim(continued.id)
+    assert replies.claim_own(continued.id, conversation.user_id) is not None
     recorder = ReplyRecorder(
         _db.engine, continued.id, model_name="Acme One", preset_name=None, prefix="Once upon "
     )

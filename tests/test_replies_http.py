@@ -236,7 +236,7 @@ def test_checkpoints_append_only_the_new_text(app: Flask, member: Any) -> None:
     choice, _ = chats.choose(chats.Draft(llm_model_id=model.id, content="hi"))
     assert choice is not None
     _, reply = chats.add_turn(conversation, choice)
-    assert replies.claim(reply.id)
+    assert replies.claim_own(reply.id, member.id) is not None
     recorder = reply_recorder.ReplyRecorder(
         _db.engine, reply.id, model_name="m", preset_name=None, checkpoint_seconds=0
     )

@@ -93,11 +93,6 @@ def _leave_pending(
     return result.rowcount == 1
 
 
-def claim(message_id: int) -> bool:
-    """pending → streaming: this request runs the reply; False when another one does."""
-    return _leave_pending(message_id, "streaming")
-
-
 @dataclass(frozen=True)
 class ClaimedReply:
     """A reply just claimed for its owner, with what its model call needs and the version of
