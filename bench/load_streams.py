@@ -10,6 +10,7 @@ ModelDesk received from the mock (as saved in the transcript), and the CPU time 
 reply spent by ModelDesk's processes and by PostgreSQL's while the streams ran (from /proc).
 
     python bench/load_streams.py [--streams 50 200 500] [--database-url postgresql://…]
+                                 [--profile]
 
 Without --database-url it creates a throw-away PostgreSQL database on 127.0.0.1:5432 when
 one answers, else uses SQLite.
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx2
+import stack_profile
 from sqlalchemy import bindparam, create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -280,6 +282,7 @@ async def run_level(
     app_pid: int,
     database_url: str,
     report: bool = True,
+    profile: Path | None = None,
 ) -> None:
     limits = httpx2.Limits(max_connections=streams + 10, max_keepalive_connections=streams + 10)
     async with httpx2.AsyncClient(base_url=mock_url, limits=limits) as direct:
@@ -296,7 +299,8 @@ async def run_level(
         start = asyncio.Event()
         tasks = [asyncio.create_task(read_chat_stream(client, i, start)) for i in ids]
         peak = idle
-        await asyncio.sleep(0.2)
+        spies = stack_profile.record(process_tree(app_pid)[1:], profile) if profile else []
+        await asyncio.sleep(1.0 if spies else 0.2)  # py-spy attaches to every worker first
         app_pids, backends = process_tree(app_pid), database_backends(database_url)
         before = {pid: cpu_seconds(pid) for pid in (*app_pids, *backends)}
         start.set()
@@ -304,6 +308,8 @@ async def run_level(
             peak = max(peak, rss_kib(app_pid))
             await asyncio.sleep(0.05)
         app_cpu = cpu_used(before, app_pids)
+        if spies:
+            stack_profile.stop(spies)
         # The pool may have opened more backends meanwhile: they count from their start.
         database_cpu = cpu_used(before, backends + database_backends(database_url))
         results = [task.result() for task in tasks]
@@ -341,6 +347,8 @@ async def run_level(
     )
     for error in errors:
         print(f"      dropped: {error}")
+    if profile is not None:
+        print(stack_profile.summary(profile))
 
 
 def main() -> None:
@@ -350,6 +358,13 @@ def main() -> None:
     parser.add_argument("--streams", type=int, nargs="+", default=[50, 200, 500])
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample ModelDesk's processes with py-spy while the streams run (the `bench` "
+        "extra) and print where their CPU went; sampling costs CPU, so the figures of a "
+        "profiled run are not the benchmark's",
+    )
     args = parser.parse_args()
     database_url, created_db = prepare_database(args.database_url)
     folder = Path(tempfile.mkdtemp(prefix="modeldesk-load-"))
@@ -408,7 +423,10 @@ def main() -> None:
         # Warm-up: every worker imports, connects and builds its provider client once.
         asyncio.run(run_level(app_url, mock_url, 8 * args.workers, app.pid, database_url, False))
         for streams in args.streams:
-            asyncio.run(run_level(app_url, mock_url, streams, app.pid, database_url))
+            profile = folder / f"profile-{streams}.txt" if args.profile else None
+            asyncio.run(
+                run_level(app_url, mock_url, streams, app.pid, database_url, profile=profile)
+            )
     finally:
         for process in (app, mock):
             os.killpg(process.pid, signal.SIGTERM)

@@ -92,15 +92,16 @@ def completion(content: str = "ok") -> ChatCompletion:
 
 
 class CapturingClient:
-    """An `openai.OpenAI` stand-in: records the keyword arguments of each create()."""
+    """An `openai.OpenAI` stand-in: records the body each create() would send (the SDK
+    puts `extra_body` at the top level, over the named arguments)."""
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
         self.chat = self
         self.completions = self
 
-    def create(self, **kwargs: Any) -> ChatCompletion:
-        self.calls.append(kwargs)
+    def create(self, *, extra_body: dict[str, Any] | None = None, **kwargs: Any) -> ChatCompletion:
+        self.calls.append({**kwargs, **(extra_body or {})})
         return completion()
 
 

@@ -6,14 +6,11 @@ Nothing here raises for what a provider or the network does: every failure becom
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
-
-from openai.resources.chat.completions import Completions
 
 from webapp.llm import results as codes
 from webapp.llm.errors import describe_upstream_error
@@ -26,17 +23,6 @@ from webapp.llm.sse import stream_chunks
 
 log = logging.getLogger(__name__)
 
-# Parameters the SDK names; everything else travels in extra_body.
-SDK_PARAMETERS = frozenset(inspect.signature(Completions.create).parameters) - {
-    "self",
-    "model",
-    "messages",
-    "stream",
-    "extra_body",
-    "extra_headers",
-    "extra_query",
-    "timeout",
-}
 # The connection test: the smallest request a chat model answers.
 PING_REQUEST: dict[str, Any] = {
     "messages": [{"role": "user", "content": "ping"}],
@@ -87,15 +73,23 @@ class ChatStream:
 
 
 def sdk_arguments(request: Mapping[str, Any]) -> dict[str, Any]:
-    """Named SDK parameters as keyword arguments, the rest (top_k, min_p …) in extra_body."""
-    arguments = {
-        k: v
-        for k, v in request.items()
-        if k in SDK_PARAMETERS or k in ("model", "messages", "stream")
+    """The SDK call that sends `request` (a body built here, plain JSON) as it is.
+
+    The SDK sends what it gets in `extra_body` at the top level of the body, over what it
+    built from its named parameters. Everything but `model` and `stream` travels there, so
+    options it does not name (top_k, min_p …) reach the provider like those it does, and the
+    SDK's transform of its named parameters is skipped: it walks every message through the
+    union of message types — 0.7 ms of CPU per request for one message, 4.4 ms for ten —
+    and leaves a plain JSON body unchanged. (`messages` is a required argument: its place
+    is held by an empty list, which extra_body's `messages` replaces.)
+    """
+    arguments: dict[str, Any] = {
+        "model": request["model"],
+        "messages": [],
+        "extra_body": {k: v for k, v in request.items() if k not in ("model", "stream")},
     }
-    extra = {k: v for k, v in request.items() if k not in arguments}
-    if extra:
-        arguments["extra_body"] = extra
+    if "stream" in request:
+        arguments["stream"] = request["stream"]
     return arguments
 
 
