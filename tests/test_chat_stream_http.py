@@ -37,7 +37,7 @@ from tests.support.users import csrf_token, signed_in_client
 from tests.support.waiting import wait_for
 from webapp.blueprints.chat import sse_frame
 from webapp.extensions import db as _db
-from webapp.models import ChatMessage
+from webapp.models import ChatMessage, User
 
 # --- tests -----------------------------------------------------------------------------
 
@@ -380,11 +380,11 @@ def test_an_edit_to_the_model_or_its_provider_is_seen_by_the_very_next_reply(
     assert "could not reach" in end_html(frames) or "refused" in end_html(frames)
 
 
-def test_a_reply_costs_the_database_four_statements_with_the_model_cached(
+def test_a_reply_costs_the_database_two_statements_with_the_model_cached(
     app: Flask, live_server: LiveServer, http: httpx2.Client
 ) -> None:
-    """Signed-in user, claim (ownership, model version), history, outcome — nothing else on
-    the stream's path once the model's configuration is cached."""
+    """The claim (session, ownership, model version, history) and the outcome — nothing else
+    on the stream's path once the model's configuration is cached."""
     model = mock_model(mock_provider(live_server))
     stream(http, send(http, model))
     message_id = send(http, model)
@@ -403,7 +403,7 @@ def test_a_reply_costs_the_database_four_statements_with_the_model_cached(
     finally:
         event.remove(engine, "before_cursor_execute", count)
 
-    assert statements == ["SELECT", "UPDATE", "SELECT", "UPDATE"], statements
+    assert statements == ["UPDATE", "UPDATE"], statements
 
 
 def test_pages_following_replies_hold_no_database_connection(
@@ -423,3 +423,36 @@ def test_pages_following_replies_hold_no_database_connection(
             assert next(read_frames(second.iter_lines())).event == "delta"
             assert pool.checkedout() == 0  # type: ignore[attr-defined]
     second_tab.close()
+
+
+@pytest.mark.parametrize("ending", ["signed out elsewhere", "disabled"])
+def test_a_stream_whose_session_ended_starts_nothing(
+    app: Flask, live_server: LiveServer, http: httpx2.Client, ending: str
+) -> None:
+    """The stream checks the session in the claim itself (no user query first): a session
+    that no longer counts is sent to sign in, and the reply stays pending, never run."""
+    model = mock_model(mock_provider(live_server))
+    message_id = send(http, model)
+    member = _db.session.get(User, _db.session.get(ChatMessage, message_id).conversation.user_id)
+    if ending == "disabled":
+        member.disabled = True
+    member.session_version += 1
+    _db.session.commit()
+
+    response = http.get(f"/messages/{message_id}/stream")
+
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+    assert wait_for_status(message_id, {"pending"}).status == "pending"
+
+
+def test_a_stream_without_a_session_is_sent_to_sign_in(
+    app: Flask, live_server: LiveServer, http: httpx2.Client
+) -> None:
+    model = mock_model(mock_provider(live_server))
+    message_id = send(http, model)
+
+    with httpx2.Client(base_url=live_server.url, timeout=10) as stranger:
+        response = stranger.get(f"/messages/{message_id}/stream")
+
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+    assert wait_for_status(message_id, {"pending"}).status == "pending"

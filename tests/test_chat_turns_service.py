@@ -15,6 +15,7 @@ from tests.support.mock_api import (
     mock_provider,
     mock_reply_body,
 )
+from tests.support.users import session_of
 from webapp.extensions import db as _db
 from webapp.models import ChatMessage, Conversation, LLMModel
 from webapp.services import alternatives, replies, transcript_export
@@ -211,7 +212,7 @@ def test_a_failed_continuation_keeps_the_text_it_continued(
 ) -> None:
     reply = answered(conversation, model, "Tell me a story", "Once upon ", status="stopped")
     continued = alternatives.continue_reply(reply, choice_of(model))
-    assert replies.claim_own(continued.id, conversation.user_id) is not None
+    assert replies.claim_own(continued.id, session_of(conversation.user_id)) is not None
     recorder = ReplyRecorder(
         _db.engine, continued.id, model_name="Acme One", preset_name=None, prefix="Once upon "
     )
@@ -232,7 +233,7 @@ def test_a_continuation_streams_after_the_cut_text(
     reply = answered(conversation, model, "Tell me a story", "Once upon ", status="stopped")
     continued = alternatives.continue_reply(reply, choice_of(model))
     continued_id = continued.id
-    claimed = replies.claim_own(continued_id, member.id)
+    claimed = replies.claim_own(continued_id, session_of(member.id))
     assert claimed is not None and claimed.content == "Once upon "
 
     events, recorder = replies._start(claimed, member.id)
@@ -264,3 +265,35 @@ def test_exports_hold_only_the_shown_replies(conversation: Conversation, model: 
 
     assert "Paris." in markdown and "Lyon." not in markdown
     assert [m["content"] for m in document["messages"]] == ["Capital?", "Paris."]
+
+
+def test_the_claim_returns_the_history_the_conversation_gives(
+    conversation: Conversation, model: LLMModel
+) -> None:
+    """The claim that starts a reply returns the messages before it (one statement, on the
+    stream's path); they make exactly the history the transcript query makes — alternatives
+    not shown, failed turns and the quotes and newlines of the text included."""
+    answered(conversation, model, 'Say "hi"', "hi\nthere")
+    answered(conversation, model, "Fail?", "", status="error", error_code="LLM_REQUEST_FAILED")
+    shown = answered(conversation, model, "Cut?", "Half", status="stopped")
+    finish(alternatives.regenerate(shown, choice_of(model)), "Whole ✓")
+    _, pending = chats.add_turn(conversation, choice_of(model, "And now?"))
+
+    claimed = replies.claim_own(pending.id, session_of(conversation.user_id))
+
+    assert claimed is not None
+    assert chats.turns_of(claimed.earlier) == chats.turns_before(conversation.id, pending.id)
+    history, question = chats.turns_of(claimed.earlier)
+    assert question == "And now?"
+    assert [turn["content"] for turn in history] == ['Say "hi"', "hi\nthere", "Cut?", "Whole ✓"]
+
+
+def test_the_claim_of_a_first_reply_returns_only_its_question(
+    conversation: Conversation, model: LLMModel
+) -> None:
+    _, pending = chats.add_turn(conversation, choice_of(model, "First?"))
+
+    claimed = replies.claim_own(pending.id, session_of(conversation.user_id))
+
+    assert claimed is not None
+    assert chats.turns_of(claimed.earlier) == ([], "First?")

@@ -29,7 +29,7 @@ from tests.support.chat_http import (
 from tests.support.database import DatabaseOutage
 from tests.support.factories import make_model, make_provider
 from tests.support.net import SilentUpstream, TcpProxy
-from tests.support.users import csrf_token, signed_in_client
+from tests.support.users import csrf_token, session_of, signed_in_client
 from tests.support.waiting import wait_for
 from webapp.extensions import db as _db
 from webapp.models import ChatMessage, LLMModel
@@ -236,7 +236,7 @@ def test_checkpoints_append_only_the_new_text(app: Flask, member: Any) -> None:
     choice, _ = chats.choose(chats.Draft(llm_model_id=model.id, content="hi"))
     assert choice is not None
     _, reply = chats.add_turn(conversation, choice)
-    assert replies.claim_own(reply.id, member.id) is not None
+    assert replies.claim_own(reply.id, session_of(member.id)) is not None
     recorder = reply_recorder.ReplyRecorder(
         _db.engine, reply.id, model_name="m", preset_name=None, checkpoint_seconds=0
     )

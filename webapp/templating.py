@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app
 
 from webapp.models import RESERVED_OPTION_KEYS
 from webapp.models.llm import DEFAULT_PRESET_KEY
@@ -14,6 +14,13 @@ from webapp.services.markdown import render_markdown
 from webapp.services.providers import masked_headers
 
 RESERVED_KEYS_HINT = ", ".join(sorted(RESERVED_OPTION_KEYS))
+
+
+def render_fragment(name: str, **context: Any) -> str:
+    """A template rendered with only the context given, without the context processors: for
+    a fragment that needs nothing else — a reply stream's end frame, where Flask-Login's
+    processor would load the signed-in user, one query, for nothing."""
+    return current_app.jinja_env.get_template(name).render(**context)
 
 
 def plural(count: int, noun: str) -> str:

@@ -9,6 +9,9 @@ import httpx2
 from flask.testing import FlaskClient
 
 from tests.support.app import LiveServer
+from webapp.extensions import db
+from webapp.models import User
+from webapp.services.users import SessionUser
 
 ADMIN_EMAIL = "admin@example.com"
 MEMBER_EMAIL = "member@example.com"
@@ -61,3 +64,10 @@ def browser_sign_in(page: Any, live_server: LiveServer, email: str) -> None:
     page.context.add_cookies(cookies)
     page.goto(f"{live_server.url}/")
     assert "/login" not in page.url
+
+
+def session_of(user_id: int) -> SessionUser:
+    """What a current session of this user names (for services given the session user)."""
+    user = db.session.get(User, user_id)
+    assert user is not None
+    return SessionUser.of(user)

@@ -32,12 +32,13 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from markupsafe import escape
 
-from webapp.extensions import db
+from webapp.extensions import db, login_manager
 from webapp.forms.chat import RenameForm
 from webapp.forms.composer import read_draft, row_id
 from webapp.htmx import is_htmx_fragment_request, keep_address, redirect_for_htmx
 from webapp.models import ChatMessage, Conversation
 from webapp.models.validation import Errors
+from webapp.security import session_user
 from webapp.services import (
     alternatives,
     conversation_budget,
@@ -48,6 +49,7 @@ from webapp.services import (
 )
 from webapp.services import conversations as chats
 from webapp.services.presets import presets_of
+from webapp.templating import render_fragment
 
 bp = Blueprint("chat", __name__, url_prefix="/")
 
@@ -387,10 +389,15 @@ def stream_message(message_id: int) -> ResponseReturnValue:
     another worker) follows it live. A reply already over answers 204, which tells
     EventSource not to retry (the page then fetches the saved message).
     """
+    signed_in = session_user()
+    if signed_in is None:  # require_access lets only a session naming a user through
+        return login_manager.unauthorized()
     try:
-        following = reply_runs.watch(message_id, current_user.id)
+        following = reply_runs.watch(message_id, signed_in)
     except reply_runs.ReplyNotFound:
         abort(404)
+    except reply_runs.SessionEnded:
+        return login_manager.unauthorized()
     if following is None:
         return "", 204
     frames = _frames(following.events, following.how)
@@ -417,4 +424,4 @@ def _frames(events: Iterator[replies.ReplyEvent], how: str) -> Iterator[str]:
             # which closes this stream (the reply goes on) within a beat or two.
             yield ": keep-alive\n\n"
         else:
-            yield sse_frame("end", render_template("chat/_message.html", message=event.message))
+            yield sse_frame("end", render_fragment("chat/_message.html", message=event.message))

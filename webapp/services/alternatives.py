@@ -23,7 +23,13 @@ from sqlalchemy import case, func, select, update
 from webapp.extensions import db
 from webapp.models import ChatMessage, Conversation, LLMPreset
 from webapp.models.types import utcnow
-from webapp.services.conversations import TurnChoice, picker_groups, turns_before
+from webapp.services.conversations import (
+    EarlierMessage,
+    TurnChoice,
+    picker_groups,
+    turns_before,
+    turns_of,
+)
 from webapp.services.presets import default_preset_of
 
 # Asked after the cut reply, so any chat model carries on; see `reply_prompt`.
@@ -316,12 +322,17 @@ class ReplyPrompt:
     prefix: str = ""
 
 
-def reply_prompt(message: ReplyToRun) -> ReplyPrompt:
+def reply_prompt(message: ReplyToRun, earlier: list[EarlierMessage] | None = None) -> ReplyPrompt:
     """The request of the reply `message` (just claimed): the active history before it and its
-    question. A continuation adds the question and the cut text as a finished exchange, then
-    asks to carry on (`CONTINUE_INSTRUCTION`): a trailing assistant message is continued by
-    few OpenAI-compatible servers, while an instruction works with any chat model."""
-    turns, question = turns_before(message.conversation_id, message.id)
+    question, from the `earlier` messages when the caller has them (the claim returns them),
+    else read now. A continuation adds the question and the cut text as a finished exchange,
+    then asks to carry on (`CONTINUE_INSTRUCTION`): a trailing assistant message is continued
+    by few OpenAI-compatible servers, while an instruction works with any chat model."""
+    turns, question = (
+        turns_of(earlier)
+        if earlier is not None
+        else turns_before(message.conversation_id, message.id)
+    )
     details: dict[str, Any] = message.details or {}
     if details.get("continues") is None or not message.content:
         return ReplyPrompt(turns, question or "")

@@ -9,6 +9,7 @@ service then runs and records that reply.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import contains_eager
@@ -398,6 +399,14 @@ def history_before(conversation_id: int, message_id: int | None = None) -> list[
     return turns_before(conversation_id, message_id)[0]
 
 
+class EarlierMessage(NamedTuple):
+    """A message of a conversation, as far as the next request's history needs it."""
+
+    role: str
+    content: str
+    status: str
+
+
 def turns_before(
     conversation_id: int, message_id: int | None
 ) -> tuple[list[dict[str, str]], str | None]:
@@ -408,9 +417,16 @@ def turns_before(
     )
     if message_id is not None:
         query = query.where(ChatMessage.id < message_id)
+    rows = db.session.execute(query.order_by(ChatMessage.id))
+    return turns_of([EarlierMessage(*row) for row in rows])
+
+
+def turns_of(messages: list[EarlierMessage]) -> tuple[list[dict[str, str]], str | None]:
+    """The history that active messages (in order) make, and the question still waiting for
+    its reply (see `history_before`)."""
     history: list[dict[str, str]] = []
     question: str | None = None
-    for role, content, status in db.session.execute(query.order_by(ChatMessage.id)):
+    for role, content, status in messages:
         if role == "user":
             question = content
         elif question is not None:

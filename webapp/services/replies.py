@@ -18,6 +18,7 @@ the end is shown from memory and saved when the database answers again (bounded 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -26,21 +27,24 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import ColumnElement, Update, exists, literal_column, update
+from sqlalchemy import ColumnElement, Update, exists, false, literal_column, update
 
 from webapp.extensions import db
 from webapp.llm import results as codes
 from webapp.llm.results import Result
 from webapp.llm.run import ChatStream, StreamEvent
-from webapp.models import ChatMessage, Conversation
+from webapp.models import ChatMessage, Conversation, User
+from webapp.models.chat import CHAT_MESSAGES as MESSAGES
 from webapp.models.types import utcnow
 from webapp.services import usage
 from webapp.services.alternatives import reply_prompt
 from webapp.services.chat import chat_events
 from webapp.services.conversation_budget import fitted_history
+from webapp.services.conversations import EarlierMessage
 from webapp.services.model_cache import ModelCache, Version, version_columns
 from webapp.services.reply_limits import ReplyLimits, StreamSlots, UserStreams
 from webapp.services.reply_recorder import ReplyRecorder
+from webapp.services.users import SessionUser
 
 log = logging.getLogger(__name__)
 
@@ -70,24 +74,33 @@ def init_replies(app: Flask) -> None:
 # --- pending-state transitions -------------------------------------------------------------
 
 
-def _owned_by(user_id: int) -> ColumnElement[bool]:
-    """The message's conversation belongs to `user_id` (inside a statement on messages)."""
+CONVERSATIONS = Conversation.__table__
+USERS = User.__table__
+
+
+def _owned_by(owner: SessionUser) -> ColumnElement[bool]:
+    """The message's conversation belongs to the session's user, and the session still
+    counts (its version is the user's current one, the user is not disabled): inside a
+    statement on messages, so the stream's path needs no query of its own for the user."""
     return exists().where(
-        Conversation.id == ChatMessage.conversation_id, Conversation.user_id == user_id
+        CONVERSATIONS.c.id == MESSAGES.c.conversation_id,
+        CONVERSATIONS.c.user_id == owner.id,
+        USERS.c.id == CONVERSATIONS.c.user_id,
+        USERS.c.session_version == owner.session_version,
+        USERS.c.disabled == false(),
     )
 
 
 def _leave_pending(
-    message_id: int, status: str, *, owner: int | None = None, **values: Any
+    message_id: int, status: str, *, owner: SessionUser | None = None, **values: Any
 ) -> bool:
     """pending → `status`, atomically; False when the message had already left pending (or
     does not belong to `owner`, when given)."""
-    conditions = [ChatMessage.id == message_id, ChatMessage.status == "pending"]
+    conditions = [MESSAGES.c.id == message_id, MESSAGES.c.status == "pending"]
     if owner is not None:
         conditions.append(_owned_by(owner))
     result = db.session.execute(
-        update(ChatMessage).where(*conditions).values(status=status, updated_at=utcnow(), **values),
-        execution_options={"synchronize_session": False},
+        update(MESSAGES).where(*conditions).values(status=status, updated_at=utcnow(), **values)
     )
     db.session.commit()
     return result.rowcount == 1
@@ -108,41 +121,48 @@ class ClaimedReply:
     model_version: Version
     content: str  # a continuation starts with the text it continues
     fit_history: bool  # the conversation's setting: leave out the oldest turns to fit
+    earlier: list[EarlierMessage]  # the conversation's active messages before this one
     # Which row this is: SQLite may give a deleted message's id to a new one, and a reply
     # still running must never write into that.
     created_at: datetime
 
 
-def claim_own(message_id: int, user_id: int) -> ClaimedReply | None:
-    """pending → streaming when the message is the user's, in one statement that also returns
-    what the reply needs; None when it is not pending or not theirs."""
+def claim_own(message_id: int, owner: SessionUser) -> ClaimedReply | None:
+    """pending → streaming when the message is the session user's, in one statement that also
+    returns everything the reply needs: its row, the conversation's fit setting, the version
+    of its model's configuration and the conversation's messages before it. None when it is
+    not pending, not theirs, or the session no longer counts.
+
+    Core, not the ORM: this runs once per reply, and the ORM's bulk-update machinery cost
+    more CPU than the statement itself."""
     statement = (
-        update(ChatMessage)
-        .where(ChatMessage.id == message_id, ChatMessage.status == "pending", _owned_by(user_id))
+        update(MESSAGES)
+        .where(MESSAGES.c.id == message_id, MESSAGES.c.status == "pending", _owned_by(owner))
         .values(status="streaming", updated_at=utcnow())
         .returning(
-            ChatMessage.conversation_id,
-            ChatMessage.llm_model_id,
-            ChatMessage.llm_preset_id,
-            ChatMessage.model_name,
-            ChatMessage.preset_name,
-            ChatMessage.details,
-            ChatMessage.content,
-            ChatMessage.created_at,
+            MESSAGES.c.conversation_id,
+            MESSAGES.c.llm_model_id,
+            MESSAGES.c.llm_preset_id,
+            MESSAGES.c.model_name,
+            MESSAGES.c.preset_name,
+            MESSAGES.c.details,
+            MESSAGES.c.content,
+            MESSAGES.c.created_at,
             # Spelled out: a RETURNING list is rendered without table names (model_cache).
             literal_column(
                 "(SELECT c.fit_history FROM conversations c"
                 " WHERE c.id = chat_messages.conversation_id)"
             ),
+            _earlier_messages_column(db.engine.dialect.name),
             *version_columns("chat_messages.llm_model_id"),
         )
     )
-    row = db.session.execute(statement, execution_options={"synchronize_session": False}).first()
+    row = db.session.execute(statement).first()
     db.session.commit()
     if row is None:
         return None
     (conversation_id, model_id, preset_id, model_name, preset_name, details, content) = row[:7]
-    created_at, fit = row[7:9]
+    created_at, fit, earlier = row[7:10]
     return ClaimedReply(
         message_id,
         conversation_id,
@@ -151,14 +171,39 @@ def claim_own(message_id: int, user_id: int) -> ClaimedReply | None:
         model_name,
         preset_name,
         details or {},
-        tuple(row[9:]),
+        tuple(row[10:]),
         content,
         fit is None or bool(fit),
+        _earlier_messages(earlier),
         created_at,
     )
 
 
-def refuse_busy(message_id: int, reason: str = BUSY_TEXT, *, owner: int | None = None) -> bool:
+def _earlier_messages_column(dialect: str) -> ColumnElement[Any]:
+    """The conversation's active messages before the claimed one, as one JSON array of
+    [id, role, content, status] (for a RETURNING list, so written out: see claim_own)."""
+    aggregate, array = (
+        ("json_agg", "json_build_array")
+        if dialect == "postgresql"
+        else ("json_group_array", "json_array")
+    )
+    return literal_column(
+        f"(SELECT {aggregate}({array}(h.id, h.role, h.content, h.status))"
+        " FROM chat_messages h WHERE h.conversation_id = chat_messages.conversation_id"
+        " AND h.is_active AND h.id < chat_messages.id)"
+    )
+
+
+def _earlier_messages(value: str | list[list[Any]] | None) -> list[EarlierMessage]:
+    """The JSON array of `_earlier_messages_column` (PostgreSQL hands it over decoded, SQLite
+    as text; no messages is NULL or []), in the conversation's order."""
+    rows = json.loads(value) if isinstance(value, str) else (value or [])
+    return [EarlierMessage(role, content, status) for _, role, content, status in sorted(rows)]
+
+
+def refuse_busy(
+    message_id: int, reason: str = BUSY_TEXT, *, owner: SessionUser | None = None
+) -> bool:
     """pending → error BUSY: the process, or the user, is at its stream limit."""
     return _leave_pending(
         message_id, "error", owner=owner, error_code=codes.BUSY, error_text=reason
@@ -234,9 +279,9 @@ class ReplyEnd:
 ReplyEvent = ReplyDelta | ReplyHeartbeat | ReplyEnd
 
 
-def open_reply(message_id: int, user_id: int) -> ReplyStream | EndedReply | None:
-    """Start the user's pending reply `message_id`, or None when it is not pending (another
-    request has it, or it is over) or not theirs.
+def open_reply(message_id: int, owner: SessionUser) -> ReplyStream | EndedReply | None:
+    """Start the session user's pending reply `message_id`, or None when it is not pending
+    (another request has it, or it is over), not theirs, or the session no longer counts.
 
     Past the process's stream cap, or the user's, the reply is refused at once: the stream
     holds just its `ReplyEnd` (error BUSY). Everything the model call needs is read now;
@@ -246,24 +291,24 @@ def open_reply(message_id: int, user_id: int) -> ReplyStream | EndedReply | None
     slots: StreamSlots = extensions["stream_slots"]
     user_streams: UserStreams = extensions["user_streams"]
     if not slots.try_acquire():
-        return _refused(message_id, user_id, BUSY_TEXT)
-    if not user_streams.try_acquire(user_id):
+        return _refused(message_id, owner, BUSY_TEXT)
+    if not user_streams.try_acquire(owner.id):
         slots.release()
         limit = user_streams.limit
         replies = f"{limit} reply" if limit == 1 else f"{limit} replies"
-        return _refused(message_id, user_id, USER_BUSY_TEXT.format(replies=replies))
+        return _refused(message_id, owner, USER_BUSY_TEXT.format(replies=replies))
 
     def release() -> None:
-        user_streams.release(user_id)
+        user_streams.release(owner.id)
         slots.release()
 
     claimed = None
     try:
-        claimed = claim_own(message_id, user_id)
+        claimed = claim_own(message_id, owner)
         if claimed is None:
             release()
             return None
-        events, recorder = _start(claimed, user_id)
+        events, recorder = _start(claimed, owner.id)
     except BaseException:
         release()
         if claimed is not None:  # never leave a claimed reply "streaming" with no one writing it
@@ -288,8 +333,8 @@ def _fail_claimed(message_id: int) -> None:
     db.session.commit()
 
 
-def _refused(message_id: int, user_id: int, reason: str) -> EndedReply | None:
-    if not refuse_busy(message_id, reason, owner=user_id):
+def _refused(message_id: int, owner: SessionUser, reason: str) -> EndedReply | None:
+    if not refuse_busy(message_id, reason, owner=owner):
         return None
     message = db.session.get(ChatMessage, message_id, populate_existing=True)
     return EndedReply(message) if message is not None else None
@@ -298,7 +343,8 @@ def _refused(message_id: int, user_id: int, reason: str) -> EndedReply | None:
 def _start(message: ClaimedReply, user_id: int) -> tuple[ChatStream, ReplyRecorder]:
     """Read what the reply needs (model, provider, presets — cached while their version
     holds — and history) and start the call."""
-    prompt = reply_prompt(message)  # a continuation's text stays in front of the new text
+    # A continuation's text stays in front of the new text.
+    prompt = reply_prompt(message, message.earlier)
     recorder = ReplyRecorder(
         db.engine,
         message.id,

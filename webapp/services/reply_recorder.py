@@ -25,6 +25,7 @@ from webapp.llm import results as codes
 from webapp.llm.results import Result
 from webapp.llm.run import StreamEvent
 from webapp.models import ChatMessage
+from webapp.models.chat import CHAT_MESSAGES as MESSAGES
 from webapp.models.types import utcnow
 from webapp.models.validation import storable
 from webapp.services import usage
@@ -172,9 +173,9 @@ class ReplyRecorder:
         try:
             with self.engine.begin() as connection:
                 connection.execute(
-                    update(ChatMessage)
-                    .where(*self.row.conditions(), ChatMessage.status == "streaming")
-                    .values(content=ChatMessage.content + new_text, updated_at=utcnow())
+                    update(MESSAGES)
+                    .where(*self.row.conditions(), MESSAGES.c.status == "streaming")
+                    .values(content=MESSAGES.c.content + new_text, updated_at=utcnow())
                 )
         except SQLAlchemyError as error:  # the database is away: the final save catches up
             log.warning("checkpoint of reply %s skipped: %s", self.message_id, error)
@@ -231,9 +232,9 @@ class _Row:
     created_at: datetime | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
-        conditions = [ChatMessage.id == self.message_id]
+        conditions = [MESSAGES.c.id == self.message_id]
         if self.created_at is not None:
-            conditions.append(ChatMessage.created_at == self.created_at)
+            conditions.append(MESSAGES.c.created_at == self.created_at)
         return conditions
 
 
@@ -253,9 +254,11 @@ class _Outcome:
     def write(self, engine: Engine, message_id: int) -> ChatMessage:
         if self.base_details is None:
             return self._read_and_write(engine, message_id)
-        # One statement: the details to merge with are known since the claim.
+        # One statement: the details to merge with are known since the claim. Core, not the
+        # ORM: its bulk-update machinery cost more CPU than the statement; the message shown
+        # is built from the row the statement returns.
         statement = (
-            update(ChatMessage)
+            update(MESSAGES)
             .where(*(self.row or _Row(message_id)).conditions())
             .values(
                 status=self.status,
@@ -266,14 +269,11 @@ class _Outcome:
                 updated_at=utcnow(),
                 **self.values,
             )
-            .returning(ChatMessage)
+            .returning(*MESSAGES.c)
         )
-        with Session(engine, expire_on_commit=False) as session:
-            message = session.scalars(
-                statement, execution_options={"synchronize_session": False}
-            ).first()
-            session.commit()
-        return message if message is not None else self.unsaved(message_id)
+        with engine.begin() as connection:
+            row = connection.execute(statement).first()
+        return ChatMessage(**row._mapping) if row is not None else self.unsaved(message_id)
 
     def _read_and_write(self, engine: Engine, message_id: int) -> ChatMessage:
         with Session(engine, expire_on_commit=False) as session:

@@ -44,6 +44,7 @@ from webapp.services.reply_following import (
     request_stop_elsewhere,
     wait_until_saved,
 )
+from webapp.services.users import SessionUser, signed_in_user
 
 log = logging.getLogger(__name__)
 
@@ -311,20 +312,29 @@ class ReplyNotFound(LookupError):
     """No such message, or not the user's."""
 
 
-def watch(message_id: int, user_id: int) -> Following | None:
-    """The user's reply `message_id` for a page, from its first character, or None when it
-    is over (the page then shows it as saved). A pending reply is started here, in this
-    process — claimed in the one statement that also checks it is theirs; one already
-    running is followed wherever it runs. Raises ReplyNotFound for anyone else's."""
+class SessionEnded(PermissionError):
+    """The session no longer counts (signed out elsewhere, password changed, disabled)."""
+
+
+def watch(message_id: int, signed_in: SessionUser) -> Following | None:
+    """The session user's reply `message_id` for a page, from its first character, or None
+    when it is over (the page then shows it as saved). A pending reply is started here, in
+    this process — claimed in the one statement that also checks the session and that the
+    reply is theirs; one already running is followed wherever it runs. Raises ReplyNotFound
+    for anyone else's, SessionEnded when the session no longer counts."""
     heartbeat = current_app.extensions["reply_limits"].heartbeat_seconds
     run = runs().get(message_id)
     if run is None:
-        reply = open_reply(message_id, user_id)
+        reply = open_reply(message_id, signed_in)
         if isinstance(reply, EndedReply):
             return Following(_ended(reply), "refused")
         if reply is not None:
-            run = runs().start(message_id, reply, db.engine, owner=user_id)
+            run = runs().start(message_id, reply, db.engine, owner=signed_in.id)
             return Following(follow_here(run, heartbeat), "started")
+    # Not started here (a reload, another tab, a reply over): the session is checked alone.
+    if signed_in_user(signed_in) is None:
+        raise SessionEnded(message_id)
+    user_id = signed_in.id
     message = find_message(user_id, message_id)
     if message is None or (run is not None and run.owner != user_id):
         raise ReplyNotFound(message_id)

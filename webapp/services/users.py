@@ -118,13 +118,39 @@ def authenticate(email: str, password: str) -> User | None:
     return user
 
 
+@dataclass(frozen=True)
+class SessionUser:
+    """Who a session says it is ("<id>:<session_version>", see `User.get_id`), not yet
+    checked against the users table: a session counts while its version is the user's
+    current one and the user is not disabled."""
+
+    id: int
+    session_version: int
+
+    @classmethod
+    def parse(cls, session_id: object) -> SessionUser | None:
+        if not isinstance(session_id, str):
+            return None
+        user_id, _, version = session_id.partition(":")
+        if not all(part.isascii() and part.isdigit() for part in (user_id, version)):
+            return None
+        return cls(int(user_id), int(version))
+
+    @classmethod
+    def of(cls, user: User) -> SessionUser:
+        return cls(user.id, user.session_version or 0)
+
+
 def user_for_session(session_id: str) -> User | None:
     """The user a session's "<id>:<session_version>" names, while that version is current."""
-    user_id, _, version = session_id.partition(":")
-    if not (user_id.isascii() and user_id.isdigit() and version.isascii() and version.isdigit()):
-        return None
-    user = db.session.get(User, int(user_id))
-    if user is None or user.disabled or user.session_version != int(version):
+    named = SessionUser.parse(session_id)
+    return signed_in_user(named) if named is not None else None
+
+
+def signed_in_user(named: SessionUser) -> User | None:
+    """The user a session names, while the session counts."""
+    user = db.session.get(User, named.id)
+    if user is None or user.disabled or user.session_version != named.session_version:
         return None
     return user
 
