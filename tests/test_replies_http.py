@@ -4,6 +4,7 @@ goes away while a reply streams."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from sqlalchemy import event
 
 from tests.support.app import LiveServer
 from tests.support.chat_http import (
+    PROMPT,
     deltas_text,
     end_html,
     mock_model,
@@ -28,6 +30,7 @@ from tests.support.chat_http import (
 )
 from tests.support.database import DatabaseOutage
 from tests.support.factories import make_model, make_provider
+from tests.support.mock_api import mock_reply_pattern
 from tests.support.net import SilentUpstream, TcpProxy
 from tests.support.users import csrf_token, session_of, signed_in_client
 from tests.support.waiting import wait_for
@@ -101,6 +104,52 @@ def test_one_user_cannot_take_every_stream_slot(
     assert wait_for_status(first_id, {"complete"}).status == "complete"
     # The slot came back when the first reply ended.
     assert wait_for(lambda: live_server.app.extensions["user_streams"].try_acquire(1))
+
+
+# --- starting replies in turns -------------------------------------------------------------
+
+
+def test_a_reply_waits_its_turn_to_start_while_the_process_starts_others(
+    live_server: LiveServer, member_http: httpx2.Client
+) -> None:
+    gate = reply_limits.StartGate(1)
+    live_server.app.extensions["start_gate"] = gate
+    model = mock_model(mock_provider(live_server))
+    message_id = send(member_http, model)
+
+    with gate:  # another reply is starting: the only place is taken
+        reader = Reader(member_http, message_id)
+        assert wait_for(lambda: gate.queued == 1)
+        assert _db.session.get(ChatMessage, message_id).status == "pending"  # not claimed yet
+
+    reader.join()
+    assert re.fullmatch(mock_reply_pattern(PROMPT), deltas_text(reader.frames))
+    assert wait_for_status(message_id, {"complete"}).status == "complete"
+    assert gate.queued == 0
+
+
+def test_starts_wait_in_the_order_they_came() -> None:
+    gate = reply_limits.StartGate(2)
+    started: list[int] = []
+    gate.__enter__()
+    gate.__enter__()  # both places taken
+
+    def start(number: int) -> None:
+        with gate:
+            started.append(number)
+
+    threads = []
+    for number in range(5):
+        thread = threading.Thread(target=start, args=(number,), daemon=True)
+        thread.start()
+        threads.append(thread)
+        assert wait_for(lambda number=number: gate.queued == number + 1)
+    gate.__exit__(None, None, None)  # one place: the waiting starts go one at a time
+    for thread in threads:
+        thread.join(timeout=30)
+    gate.__exit__(None, None, None)
+
+    assert started == [0, 1, 2, 3, 4] and gate.queued == 0
 
 
 # --- time and size limits -------------------------------------------------------------------

@@ -55,6 +55,7 @@ INTEGER_SETTINGS = {
     "MODELDESK_TRUSTED_PROXIES": "TRUSTED_PROXY_COUNT",
     "MODELDESK_MAX_STREAMS": "MAX_CONCURRENT_STREAMS",
     "MODELDESK_MAX_STREAMS_PER_USER": "MAX_STREAMS_PER_USER",
+    "MODELDESK_REPLY_STARTS_AT_ONCE": "REPLY_STARTS_AT_ONCE",
     "MODELDESK_MAX_REPLY_SECONDS": "MAX_REPLY_SECONDS",
     "MODELDESK_MAX_REPLY_CHARS": "MAX_REPLY_CHARS",
     "MODELDESK_DB_POOL_SIZE": "DB_POOL_SIZE",
@@ -132,6 +133,9 @@ def defaults(env: str, instance_path: str) -> dict[str, Any]:
         "BLOCK_PRIVATE_URLS": False,
         "MAX_CONCURRENT_STREAMS": 32,
         "MAX_STREAMS_PER_USER": 3,
+        # Replies set up at once per process (claim, history, request); the rest wait their
+        # turn (webapp/services/reply_limits.py, StartGate).
+        "REPLY_STARTS_AT_ONCE": cpu_cores(),
         "MAX_REPLY_SECONDS": 600,
         "MAX_REPLY_CHARS": 200_000,
         # While a provider is silent, an SSE comment this often notices a browser that left.

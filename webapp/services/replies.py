@@ -42,7 +42,7 @@ from webapp.services.chat import chat_events
 from webapp.services.conversation_budget import fitted_history
 from webapp.services.conversations import EarlierMessage
 from webapp.services.model_cache import ModelCache, Version, version_columns
-from webapp.services.reply_limits import ReplyLimits, StreamSlots, UserStreams
+from webapp.services.reply_limits import ReplyLimits, StartGate, StreamSlots, UserStreams
 from webapp.services.reply_recorder import ReplyRecorder
 from webapp.services.users import SessionUser
 
@@ -63,6 +63,7 @@ def init_replies(app: Flask) -> None:
     config = app.config
     app.extensions["stream_slots"] = StreamSlots(max(1, int(config["MAX_CONCURRENT_STREAMS"])))
     app.extensions["user_streams"] = UserStreams(max(1, int(config["MAX_STREAMS_PER_USER"])))
+    app.extensions["start_gate"] = StartGate(max(1, int(config["REPLY_STARTS_AT_ONCE"])))
     app.extensions["reply_limits"] = ReplyLimits(
         max_seconds=float(config["MAX_REPLY_SECONDS"]),
         max_chars=int(config["MAX_REPLY_CHARS"]),
@@ -304,11 +305,12 @@ def open_reply(message_id: int, owner: SessionUser) -> ReplyStream | EndedReply 
 
     claimed = None
     try:
-        claimed = claim_own(message_id, owner)
-        if claimed is None:
-            release()
-            return None
-        events, recorder = _start(claimed, owner.id)
+        with extensions["start_gate"]:
+            claimed = claim_own(message_id, owner)
+            if claimed is None:
+                release()
+                return None
+            events, recorder = _start(claimed, owner.id)
     except BaseException:
         release()
         if claimed is not None:  # never leave a claimed reply "streaming" with no one writing it

@@ -1,14 +1,15 @@
-"""Reply limits: how many replies a process, and each user, may stream at once, and how
-long and large one reply may grow.
+"""Reply limits: how many replies a process, and each user, may stream at once, how many
+it starts at once, and how long and large one reply may grow.
 
 `replies.init_replies` puts one of each on the app; `replies.open_reply` takes a stream slot
-and a user's slot before it claims a reply, and the `ReplyStream` enforces the `ReplyLimits`.
+and a user's slot before it claims a reply, passes the `StartGate` to claim and set it up,
+and the `ReplyStream` enforces the `ReplyLimits`.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 
 
@@ -37,6 +38,46 @@ class StreamSlots:
             if self.open <= 0:
                 raise ValueError("released more stream slots than were taken")
             self.open -= 1
+
+
+class StartGate:
+    """How many replies this process sets up at once (claim, history, request): the rest wait
+    their turn, in order.
+
+    Starting a reply is CPU work (and one database round trip) before its first token; a
+    burst of new replies all doing it at once shares the CPU (and the GIL) among themselves,
+    so every one of them gets its first token late — and overflows the connection pool, whose
+    extra connections cost a connect each. Taken in turns, each start finishes quickly and
+    its reply streams while the next one starts.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._free = limit
+        self._waiting: deque[threading.Event] = deque()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._free > 0 and not self._waiting:
+                self._free -= 1
+                return
+            turn = threading.Event()
+            self._waiting.append(turn)
+        turn.wait()  # the leaving holder hands its place over (FIFO)
+
+    @property
+    def queued(self) -> int:
+        """How many starts wait their turn now."""
+        with self._lock:
+            return len(self._waiting)
+
+    def __exit__(self, *_exc: object) -> None:
+        with self._lock:
+            if self._waiting:
+                self._waiting.popleft().set()
+            else:
+                self._free += 1
 
 
 class UserStreams:
