@@ -369,7 +369,9 @@ def main() -> None:
     database_url, created_db = prepare_database(args.database_url)
     folder = Path(tempfile.mkdtemp(prefix="modeldesk-load-"))
     largest = max(args.streams)
-    threads = largest // args.workers + 16
+    # The kernel does not share connections evenly between workers: size each one for all of
+    # them, so an uneven share is not refused as busy.
+    threads = largest + 16
     # Development only so the session cookie is not Secure-only over plain-HTTP loopback; the
     # server is the production one (gunicorn.conf.py, gthread).
     common = {

@@ -18,6 +18,7 @@ the end is shown from memory and saved when the database answers again (bounded 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -27,7 +28,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import ColumnElement, Update, exists, false, literal_column, update
+from sqlalchemy import (
+    ColumnElement,
+    Update,
+    bindparam,
+    exists,
+    false,
+    literal_column,
+    update,
+)
 
 from webapp.extensions import db
 from webapp.llm import results as codes
@@ -79,17 +88,22 @@ CONVERSATIONS = Conversation.__table__
 USERS = User.__table__
 
 
-def _owned_by(owner: SessionUser) -> ColumnElement[bool]:
+def _owned_by() -> ColumnElement[bool]:
     """The message's conversation belongs to the session's user, and the session still
     counts (its version is the user's current one, the user is not disabled): inside a
-    statement on messages, so the stream's path needs no query of its own for the user."""
+    statement on messages, so the stream's path needs no query of its own for the user.
+    The user is given at execution (`_owner_parameters`)."""
     return exists().where(
         CONVERSATIONS.c.id == MESSAGES.c.conversation_id,
-        CONVERSATIONS.c.user_id == owner.id,
+        CONVERSATIONS.c.user_id == bindparam("owner_id"),
         USERS.c.id == CONVERSATIONS.c.user_id,
-        USERS.c.session_version == owner.session_version,
+        USERS.c.session_version == bindparam("owner_session_version"),
         USERS.c.disabled == false(),
     )
+
+
+def _owner_parameters(owner: SessionUser) -> dict[str, int]:
+    return {"owner_id": owner.id, "owner_session_version": owner.session_version}
 
 
 def _leave_pending(
@@ -99,9 +113,10 @@ def _leave_pending(
     does not belong to `owner`, when given)."""
     conditions = [MESSAGES.c.id == message_id, MESSAGES.c.status == "pending"]
     if owner is not None:
-        conditions.append(_owned_by(owner))
+        conditions.append(_owned_by())
     result = db.session.execute(
-        update(MESSAGES).where(*conditions).values(status=status, updated_at=utcnow(), **values)
+        update(MESSAGES).where(*conditions).values(status=status, updated_at=utcnow(), **values),
+        _owner_parameters(owner) if owner is not None else {},
     )
     db.session.commit()
     return result.rowcount == 1
@@ -134,31 +149,11 @@ def claim_own(message_id: int, owner: SessionUser) -> ClaimedReply | None:
     of its model's configuration and the conversation's messages before it. None when it is
     not pending, not theirs, or the session no longer counts.
 
-    Core, not the ORM: this runs once per reply, and the ORM's bulk-update machinery cost
-    more CPU than the statement itself."""
-    statement = (
-        update(MESSAGES)
-        .where(MESSAGES.c.id == message_id, MESSAGES.c.status == "pending", _owned_by(owner))
-        .values(status="streaming", updated_at=utcnow())
-        .returning(
-            MESSAGES.c.conversation_id,
-            MESSAGES.c.llm_model_id,
-            MESSAGES.c.llm_preset_id,
-            MESSAGES.c.model_name,
-            MESSAGES.c.preset_name,
-            MESSAGES.c.details,
-            MESSAGES.c.content,
-            MESSAGES.c.created_at,
-            # Spelled out: a RETURNING list is rendered without table names (model_cache).
-            literal_column(
-                "(SELECT c.fit_history FROM conversations c"
-                " WHERE c.id = chat_messages.conversation_id)"
-            ),
-            _earlier_messages_column(db.engine.dialect.name),
-            *version_columns("chat_messages.llm_model_id"),
-        )
-    )
-    row = db.session.execute(statement).first()
+    Core, not the ORM, and built once per process (`_claim_statement`): this runs once per
+    reply, and the ORM's bulk-update machinery, or building the statement and its cache key
+    each time, cost more CPU than the statement itself."""
+    parameters = {"message_id": message_id, "now": utcnow(), **_owner_parameters(owner)}
+    row = db.session.execute(_claim_statement(db.engine.dialect.name), parameters).first()
     db.session.commit()
     if row is None:
         return None
@@ -177,6 +172,39 @@ def claim_own(message_id: int, owner: SessionUser) -> ClaimedReply | None:
         fit is None or bool(fit),
         _earlier_messages(earlier),
         created_at,
+    )
+
+
+@functools.cache
+def _claim_statement(dialect: str) -> Update:
+    return (
+        update(MESSAGES)
+        .where(
+            MESSAGES.c.id == bindparam("message_id"),
+            MESSAGES.c.status == "pending",
+            _owned_by(),
+        )
+        .values(
+            status="streaming",
+            updated_at=bindparam("now", type_=MESSAGES.c.updated_at.type),
+        )
+        .returning(
+            MESSAGES.c.conversation_id,
+            MESSAGES.c.llm_model_id,
+            MESSAGES.c.llm_preset_id,
+            MESSAGES.c.model_name,
+            MESSAGES.c.preset_name,
+            MESSAGES.c.details,
+            MESSAGES.c.content,
+            MESSAGES.c.created_at,
+            # Spelled out: a RETURNING list is rendered without table names (model_cache).
+            literal_column(
+                "(SELECT c.fit_history FROM conversations c"
+                " WHERE c.id = chat_messages.conversation_id)"
+            ),
+            _earlier_messages_column(dialect),
+            *version_columns("chat_messages.llm_model_id"),
+        )
     )
 
 

@@ -9,6 +9,7 @@ memory and saved by a background retry (bounded) when the database answers again
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, update
+from sqlalchemy import ColumnElement, Engine, Update, bindparam, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -255,24 +256,27 @@ class _Outcome:
         if self.base_details is None:
             return self._read_and_write(engine, message_id)
         # One statement: the details to merge with are known since the claim. Core, not the
-        # ORM: its bulk-update machinery cost more CPU than the statement; the message shown
-        # is built from the row the statement returns.
-        statement = (
-            update(MESSAGES)
-            .where(*(self.row or _Row(message_id)).conditions())
-            .values(
-                status=self.status,
-                content=self.content,
-                model_name=self.model_name,
-                preset_name=self.preset_name,
-                details={**self.base_details, **self.details},
-                updated_at=utcnow(),
-                **self.values,
-            )
-            .returning(*MESSAGES.c)
-        )
+        # ORM, and built once per shape (`_outcome_statement`): the ORM's bulk-update
+        # machinery, or building the statement each time, cost more CPU than the statement.
+        # The message shown is built from the row it returns.
+        row_of = self.row or _Row(message_id)
+        new_values = {
+            "status": self.status,
+            "content": self.content,
+            "model_name": self.model_name,
+            "preset_name": self.preset_name,
+            "details": {**self.base_details, **self.details},
+            "updated_at": utcnow(),
+            **self.values,
+        }
+        statement = _outcome_statement(tuple(new_values), row_of.created_at is not None)
+        parameters = {
+            "row_id": row_of.message_id,
+            "row_created_at": row_of.created_at,
+            **{f"new_{name}": value for name, value in new_values.items()},
+        }
         with engine.begin() as connection:
-            row = connection.execute(statement).first()
+            row = connection.execute(statement, parameters).first()
         return ChatMessage(**row._mapping) if row is not None else self.unsaved(message_id)
 
     def _read_and_write(self, engine: Engine, message_id: int) -> ChatMessage:
@@ -300,6 +304,19 @@ class _Outcome:
         message.preset_name = self.preset_name
         for name, value in self.values.items():
             setattr(message, name, value)
+
+
+@functools.cache
+def _outcome_statement(columns: tuple[str, ...], by_created_at: bool) -> Update:
+    """UPDATE … RETURNING of a message's outcome, setting `columns`, for the parameters
+    `row_id` (and `row_created_at`) and `new_<column>`."""
+    conditions = [MESSAGES.c.id == bindparam("row_id")]
+    if by_created_at:
+        conditions.append(
+            MESSAGES.c.created_at == bindparam("row_created_at", type_=MESSAGES.c.created_at.type)
+        )
+    values = {name: bindparam(f"new_{name}", type_=MESSAGES.c[name].type) for name in columns}
+    return update(MESSAGES).where(*conditions).values(values).returning(*MESSAGES.c)
 
 
 def _retry_in_background(outcome: _Outcome, engine: Engine, message_id: int) -> None:
