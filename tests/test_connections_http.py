@@ -83,6 +83,22 @@ def test_a_provider_ending_its_lines_with_crlf_streams_the_same_reply(
     assert provider.accepted == 1
 
 
+def test_a_reused_connection_the_provider_hung_up_on_is_retried_on_a_new_one(
+    provider: KeepAliveProvider, spec: ModelSpec
+) -> None:
+    """The provider closes the pooled connection just as the next reply reuses it (both
+    keep-alive timers ran out together): the reply is sent once more, on a new connection,
+    and arrives whole — the reader never sees the race."""
+    assert streamed_reply(spec)[-1].type == "done"
+    provider.hang_up_on_reused = 1
+
+    events = streamed_reply(spec)
+
+    assert events[-1].type == "done", events[-1]
+    assert "".join(e.content for e in events if e.type == "delta") == REPLY
+    assert provider.accepted == 2 and provider.hang_up_on_reused == 0
+
+
 def test_twenty_replies_sent_at_once_use_one_connection(
     provider: KeepAliveProvider, spec: ModelSpec
 ) -> None:

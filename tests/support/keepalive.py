@@ -36,6 +36,9 @@ class KeepAliveProvider:
         self.open_streams = 0
         self.hold_after_done = False
         self.hold_before_done = False
+        # Hang up on this many requests that come on a connection which already served one,
+        # without reading or answering them: a keep-alive timer that ran out just then.
+        self.hang_up_on_reused = 0
         # What ends each SSE line: "\n", or "\r\n" as some servers write.
         self.line_end = "\n"
         self.stopping = threading.Event()
@@ -63,6 +66,13 @@ class KeepAliveProvider:
     def count_connection(self) -> None:
         with self._lock:
             self.accepted += 1
+
+    def take_hang_up(self) -> bool:
+        with self._lock:
+            if self.hang_up_on_reused <= 0:
+                return False
+            self.hang_up_on_reused -= 1
+            return True
 
     def stream_opened(self, change: int) -> None:
         with self._lock:
@@ -93,7 +103,15 @@ class _Handler(BaseHTTPRequestHandler):
         models = {"object": "list", "data": [{"id": MODEL, "object": "model", "created": 0}]}
         self._json(models)
 
+    served = 0  # requests answered on this connection
+
     def do_POST(self) -> None:
+        self.served += 1
+        if self.served > 1 and self.server.provider.take_hang_up():
+            # Closed with the request unread: the client's next read meets a reset.
+            self.close_connection = True
+            self.connection.close()
+            return
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
         if body.get("stream"):
             self._stream()

@@ -199,7 +199,15 @@ def _resolve(host: str, port: int) -> list[str]:
 
 
 class _ProviderTransport(httpx2.HTTPTransport):
-    """httpx's transport with our backend under its connection pool."""
+    """httpx's transport with our backend under its connection pool, sending a request once
+    more when the provider hung up on it without a word.
+
+    A pooled connection can be closed by the provider just as it is reused: both sides'
+    keep-alive timers run out together (httpx's and many servers' are 5 s), and the request
+    meets a closed socket — "server disconnected without sending a response", or a reset.
+    The provider never answered it, so it is sent again (once; never after Stop), on a
+    connection the pool opens or finds alive. A timeout is not retried.
+    """
 
     def __init__(self, limits: httpx2.Limits, *, public_only: bool) -> None:
         super().__init__(limits=limits)
@@ -212,6 +220,15 @@ class _ProviderTransport(httpx2.HTTPTransport):
             keepalive_expiry=limits.keepalive_expiry,
             network_backend=ProviderBackend(public_only=public_only),
         )
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            return super().handle_request(request)
+        except (httpx2.RemoteProtocolError, httpx2.ReadError, httpx2.WriteError):
+            call: Cancellation | None = getattr(_calls, "current", None)
+            if call is not None and call.cancelled:
+                raise
+            return super().handle_request(request)
 
 
 def http_client(timeout: openai.Timeout, *, block_private_addresses: bool) -> httpx2.Client:
