@@ -99,6 +99,20 @@ def test_a_reused_connection_the_provider_hung_up_on_is_retried_on_a_new_one(
     assert provider.accepted == 2 and provider.hang_up_on_reused == 0
 
 
+def test_a_request_the_provider_read_before_hanging_up_is_not_sent_again(
+    provider: KeepAliveProvider, spec: ModelSpec
+) -> None:
+    """On a new connection the provider got the whole request and may have worked on it (and
+    billed it): the hang-up is the reply's error, never a second request."""
+    provider.hang_up_on_new = 1
+
+    events = streamed_reply(spec)
+
+    assert events[-1].type == "error"
+    assert "disconnected" in events[-1].result.errors[0]
+    assert provider.requests == 1 and provider.accepted == 1
+
+
 def test_twenty_replies_sent_at_once_use_one_connection(
     provider: KeepAliveProvider, spec: ModelSpec
 ) -> None:

@@ -117,10 +117,11 @@ def test_a_reply_waits_its_turn_to_start_while_the_process_starts_others(
     model = mock_model(mock_provider(live_server))
     message_id = send(member_http, model)
 
-    with gate:  # another reply is starting: the only place is taken
-        reader = Reader(member_http, message_id)
-        assert wait_for(lambda: gate.queued == 1)
-        assert _db.session.get(ChatMessage, message_id).status == "pending"  # not claimed yet
+    assert gate.acquire(timeout=0)  # another reply is starting: the only place is taken
+    reader = Reader(member_http, message_id)
+    assert wait_for(lambda: gate.queued == 1)
+    assert _db.session.get(ChatMessage, message_id).status == "pending"  # not claimed yet
+    gate.release()
 
     reader.join()
     assert re.fullmatch(mock_reply_pattern(PROMPT), deltas_text(reader.frames))
@@ -128,15 +129,35 @@ def test_a_reply_waits_its_turn_to_start_while_the_process_starts_others(
     assert gate.queued == 0
 
 
+def test_a_reply_that_waited_too_long_for_its_turn_is_refused_as_busy(
+    live_server: LiveServer, member_http: httpx2.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replies, "START_WAIT_SECONDS", 0.2)
+    gate = reply_limits.StartGate(1)
+    live_server.app.extensions["start_gate"] = gate
+    model = mock_model(mock_provider(live_server))
+    message_id = send(member_http, model)
+
+    assert gate.acquire(timeout=0)
+    try:
+        _, frames = stream(member_http, message_id)
+    finally:
+        gate.release()
+
+    assert "Busy" in end_html(frames) and "Try again" in end_html(frames)
+    assert wait_for_status(message_id, {"error"}).error_code == "BUSY"
+    assert gate.queued == 0
+
+
 def test_starts_wait_in_the_order_they_came() -> None:
     gate = reply_limits.StartGate(2)
     started: list[int] = []
-    gate.__enter__()
-    gate.__enter__()  # both places taken
+    assert gate.acquire(timeout=0) and gate.acquire(timeout=0)  # both places taken
 
     def start(number: int) -> None:
-        with gate:
-            started.append(number)
+        assert gate.acquire(timeout=60)
+        started.append(number)
+        gate.release()
 
     threads = []
     for number in range(5):
@@ -144,12 +165,23 @@ def test_starts_wait_in_the_order_they_came() -> None:
         thread.start()
         threads.append(thread)
         assert wait_for(lambda number=number: gate.queued == number + 1)
-    gate.__exit__(None, None, None)  # one place: the waiting starts go one at a time
+    gate.release()  # one place: the waiting starts go one at a time
     for thread in threads:
         thread.join(timeout=30)
-    gate.__exit__(None, None, None)
+    gate.release()
 
     assert started == [0, 1, 2, 3, 4] and gate.queued == 0
+
+
+def test_a_start_that_waited_too_long_gives_up_its_place_in_line() -> None:
+    gate = reply_limits.StartGate(1)
+    assert gate.acquire(timeout=0)
+
+    assert not gate.acquire(timeout=0.05)
+
+    assert gate.queued == 0
+    gate.release()  # the place goes back, not to the start that gave up
+    assert gate.acquire(timeout=0)
 
 
 # --- time and size limits -------------------------------------------------------------------

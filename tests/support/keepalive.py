@@ -39,6 +39,10 @@ class KeepAliveProvider:
         # Hang up on this many requests that come on a connection which already served one,
         # without reading or answering them: a keep-alive timer that ran out just then.
         self.hang_up_on_reused = 0
+        # Hang up on this many requests that open a connection, after reading them whole:
+        # a provider that failed while it worked on the request.
+        self.hang_up_on_new = 0
+        self.requests = 0  # chat requests that reached the provider
         # What ends each SSE line: "\n", or "\r\n" as some servers write.
         self.line_end = "\n"
         self.stopping = threading.Event()
@@ -67,12 +71,19 @@ class KeepAliveProvider:
         with self._lock:
             self.accepted += 1
 
-    def take_hang_up(self) -> bool:
+    def take_hang_up_on_reused(self) -> bool:
         with self._lock:
-            if self.hang_up_on_reused <= 0:
-                return False
-            self.hang_up_on_reused -= 1
-            return True
+            self.hang_up_on_reused, hang_up = _take(self.hang_up_on_reused)
+            return hang_up
+
+    def take_hang_up_on_new(self) -> bool:
+        with self._lock:
+            self.hang_up_on_new, hang_up = _take(self.hang_up_on_new)
+            return hang_up
+
+    def count_request(self) -> None:
+        with self._lock:
+            self.requests += 1
 
     def stream_opened(self, change: int) -> None:
         with self._lock:
@@ -107,18 +118,26 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.served += 1
-        if self.served > 1 and self.server.provider.take_hang_up():
+        provider = self.server.provider
+        if self.served > 1 and provider.take_hang_up_on_reused():
             # Closed with the request unread: the client's next read meets a reset.
-            self.close_connection = True
-            self.connection.close()
+            self._hang_up()
             return
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        provider.count_request()
+        if self.served == 1 and provider.take_hang_up_on_new():
+            self._hang_up()
+            return
         if body.get("stream"):
             self._stream()
             return
         message = {"role": "assistant", "content": REPLY}
         choice = {"index": 0, "message": message, "finish_reason": "stop"}
         self._json(_completion("chat.completion", [choice], usage=USAGE))
+
+    def _hang_up(self) -> None:
+        self.close_connection = True
+        self.connection.close()
 
     def _json(self, payload: Any) -> None:
         data = json.dumps(payload).encode()
@@ -168,6 +187,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
+
+
+def _take(count: int) -> tuple[int, bool]:
+    """One off a countdown: (what is left, whether there was one)."""
+    return (count - 1, True) if count > 0 else (0, False)
 
 
 def _events() -> list[dict[str, Any]]:

@@ -30,6 +30,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.request import getproxies
 
@@ -57,7 +58,8 @@ class Cancellation:
         if sock is None:
             return
         with self._lock:
-            self._sockets.append(sock)
+            if sock not in self._sockets:
+                self._sockets.append(sock)
             cut_now = self.cancelled
         if cut_now:
             _shut(sock)
@@ -94,13 +96,26 @@ def _shut(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
+@dataclass
+class _Attempt:
+    """One request as it went over a connection (see `_ProviderTransport`)."""
+
+    requests_on_connection: int  # this one included: 1 on a new connection
+    sent_at: float
+    answered: bool = False  # some byte of a response arrived
+
+
 class ProviderStream(httpcore2.NetworkStream):
     """A connection's socket stream whose reads can be given a deadline (`finish_body`):
-    httpcore passes the same read timeout to every read of a body."""
+    httpcore passes the same read timeout to every read of a body. Each request written
+    joins the thread's active `Cancellation` (a pooled connection never passes the backend)
+    and is noted as the thread's `_Attempt`."""
 
     def __init__(self, stream: httpcore2.NetworkStream) -> None:
         self._stream = stream
         self._deadline: float | None = None
+        self._requests = 0
+        self._writing = False
 
     @contextlib.contextmanager
     def deadline(self, seconds: float) -> Iterator[None]:
@@ -118,9 +133,21 @@ class ProviderStream(httpcore2.NetworkStream):
             if left <= 0:
                 raise httpcore2.ReadTimeout("the end of the body did not arrive in time")
             timeout = left if timeout is None else min(timeout, left)
-        return self._stream.read(max_bytes, timeout)
+        self._writing = False
+        data = self._stream.read(max_bytes, timeout)
+        attempt: _Attempt | None = getattr(_calls, "attempt", None)
+        if data and attempt is not None:
+            attempt.answered = True
+        return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not self._writing:  # a write after a read (or the first) begins a request
+            self._writing = True
+            self._requests += 1
+            _calls.attempt = _Attempt(self._requests, time.monotonic())
+            cancellation: Cancellation | None = getattr(_calls, "current", None)
+            if cancellation is not None:
+                cancellation.add(self.get_extra_info("socket"))
         self._stream.write(buffer, timeout)
 
     def close(self) -> None:
@@ -198,15 +225,23 @@ def _resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+# How soon after a request went out on a reused connection a hang-up counts as the
+# connection's keep-alive running out (the provider never saw the request), not as the
+# provider failing while it worked on it.
+STALE_CONNECTION_SECONDS = 1.0
+
+
 class _ProviderTransport(httpx2.HTTPTransport):
     """httpx's transport with our backend under its connection pool, sending a request once
-    more when the provider hung up on it without a word.
+    more when the provider hung up on a reused connection just as the request went out.
 
     A pooled connection can be closed by the provider just as it is reused: both sides'
     keep-alive timers run out together (httpx's and many servers' are 5 s), and the request
-    meets a closed socket — "server disconnected without sending a response", or a reset.
-    The provider never answered it, so it is sent again (once; never after Stop), on a
-    connection the pool opens or finds alive. A timeout is not retried.
+    meets a closed socket — "server disconnected without sending a response", or a reset,
+    at once. The provider never saw that request, so it is sent again, once, on a connection
+    the pool opens or finds alive. Anything else is not retried: a new connection, a hang-up
+    after some of the response or later than STALE_CONNECTION_SECONDS (the provider may have
+    done the work), a timeout, or a call that was stopped.
     """
 
     def __init__(self, limits: httpx2.Limits, *, public_only: bool) -> None:
@@ -222,13 +257,24 @@ class _ProviderTransport(httpx2.HTTPTransport):
         )
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        _calls.attempt = None
         try:
             return super().handle_request(request)
         except (httpx2.RemoteProtocolError, httpx2.ReadError, httpx2.WriteError):
-            call: Cancellation | None = getattr(_calls, "current", None)
-            if call is not None and call.cancelled:
+            if not _hung_up_on_reuse(getattr(_calls, "attempt", None)):
                 raise
             return super().handle_request(request)
+
+
+def _hung_up_on_reuse(attempt: _Attempt | None) -> bool:
+    call: Cancellation | None = getattr(_calls, "current", None)
+    return (
+        attempt is not None
+        and attempt.requests_on_connection > 1
+        and not attempt.answered
+        and time.monotonic() - attempt.sent_at < STALE_CONNECTION_SECONDS
+        and not (call is not None and call.cancelled)
+    )
 
 
 def http_client(timeout: openai.Timeout, *, block_private_addresses: bool) -> httpx2.Client:

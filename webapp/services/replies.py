@@ -63,6 +63,8 @@ USER_BUSY_TEXT = (
     "finish (or stop it) and send again"
 )
 ENDED_EARLY_TEXT = "the reply ended before it was complete"
+# How long a reply waits for its turn to start (`StartGate`) before it is refused as busy.
+START_WAIT_SECONDS = 30.0
 SERVER_ERROR_TEXT = "the reply stopped because of an error on the server"
 INTERRUPTED_TEXT = "the reply was interrupted"
 
@@ -72,7 +74,9 @@ def init_replies(app: Flask) -> None:
     config = app.config
     app.extensions["stream_slots"] = StreamSlots(max(1, int(config["MAX_CONCURRENT_STREAMS"])))
     app.extensions["user_streams"] = UserStreams(max(1, int(config["MAX_STREAMS_PER_USER"])))
-    app.extensions["start_gate"] = StartGate(max(1, int(config["REPLY_STARTS_AT_ONCE"])))
+    # Each start holds a database connection: never more at once than the pool keeps.
+    starts = min(int(config["REPLY_STARTS_AT_ONCE"]), int(config["DB_POOL_SIZE"]))
+    app.extensions["start_gate"] = StartGate(max(1, starts))
     app.extensions["reply_limits"] = ReplyLimits(
         max_seconds=float(config["MAX_REPLY_SECONDS"]),
         max_chars=int(config["MAX_REPLY_CHARS"]),
@@ -313,7 +317,9 @@ def open_reply(message_id: int, owner: SessionUser) -> ReplyStream | EndedReply 
     (another request has it, or it is over), not theirs, or the session no longer counts.
 
     Past the process's stream cap, or the user's, the reply is refused at once: the stream
-    holds just its `ReplyEnd` (error BUSY). Everything the model call needs is read now;
+    holds just its `ReplyEnd` (error BUSY). Replies start in turns (`StartGate`); one that
+    waited START_WAIT_SECONDS for its turn is refused the same way. Everything the model
+    call needs is read now;
     the stream's events only talk to the provider and the recorder's own sessions.
     """
     extensions = current_app.extensions
@@ -331,19 +337,24 @@ def open_reply(message_id: int, owner: SessionUser) -> ReplyStream | EndedReply 
         user_streams.release(owner.id)
         slots.release()
 
+    gate: StartGate = extensions["start_gate"]
+    if not gate.acquire(START_WAIT_SECONDS):
+        release()
+        return _refused(message_id, owner, BUSY_TEXT)
     claimed = None
     try:
-        with extensions["start_gate"]:
-            claimed = claim_own(message_id, owner)
-            if claimed is None:
-                release()
-                return None
-            events, recorder = _start(claimed, owner.id)
+        claimed = claim_own(message_id, owner)
+        if claimed is None:
+            release()
+            return None
+        events, recorder = _start(claimed, owner.id)
     except BaseException:
         release()
         if claimed is not None:  # never leave a claimed reply "streaming" with no one writing it
             _fail_claimed(message_id)
         raise
+    finally:
+        gate.release()
     return ReplyStream(events, recorder, extensions["reply_limits"], on_close=release)
 
 

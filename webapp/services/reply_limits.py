@@ -57,14 +57,29 @@ class StartGate:
         self._free = limit
         self._waiting: deque[threading.Event] = deque()
 
-    def __enter__(self) -> None:
+    def acquire(self, timeout: float) -> bool:
+        """Take a place, waiting in line up to `timeout` seconds; False when the wait ran out
+        (the place in line is then given up)."""
         with self._lock:
             if self._free > 0 and not self._waiting:
                 self._free -= 1
-                return
+                return True
             turn = threading.Event()
             self._waiting.append(turn)
-        turn.wait()  # the leaving holder hands its place over (FIFO)
+        if turn.wait(timeout):  # the leaving holder handed its place over (FIFO)
+            return True
+        with self._lock:
+            if turn.is_set():  # handed over just as the wait ran out
+                return True
+            self._waiting.remove(turn)
+            return False
+
+    def release(self) -> None:
+        with self._lock:
+            if self._waiting:
+                self._waiting.popleft().set()
+            else:
+                self._free += 1
 
     @property
     def queued(self) -> int:
