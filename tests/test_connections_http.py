@@ -194,6 +194,29 @@ def test_a_cancelled_stream_on_a_reused_connection_closes_it_at_once(
     assert provider.accepted == 1
 
 
+def test_stop_before_the_provider_answers_on_a_reused_connection_closes_it_at_once(
+    provider: KeepAliveProvider, spec: ModelSpec
+) -> None:
+    """The request's socket joins the cancellation as the request is written: Stop cuts a
+    pooled connection even while the provider has not answered at all."""
+    assert streamed_reply(spec)[-1].type == "done"
+    provider.silent_on_reused = True
+    events = stream_chat(spec, user_text="Hello", client=client(spec))
+    seen: list[StreamEvent] = []
+    reader = threading.Thread(target=lambda: seen.extend(events), daemon=True)
+    reader.start()
+    assert wait_for(lambda: provider.requests == 2)
+
+    cancelled = time.monotonic()
+    events.cancel()
+
+    assert wait_for(lambda: provider.left_at, timeout=10)
+    assert provider.left_at[0] - cancelled < STOP_SECONDS
+    reader.join(timeout=10)
+    assert seen[-1].type == "error"
+    assert provider.requests == 2  # not sent again after Stop
+
+
 # --- the chat page ---------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ real providers do: one chunk per event, the body's terminator written on its own
 from __future__ import annotations
 
 import json
+import select
 import socket
 import threading
 import time
@@ -42,6 +43,9 @@ class KeepAliveProvider:
         # Hang up on this many requests that open a connection, after reading them whole:
         # a provider that failed while it worked on the request.
         self.hang_up_on_new = 0
+        # Say nothing to a request on a reused connection (no headers even) until the
+        # client hangs up (noted in `left_at`) or the provider stops: a slow first token.
+        self.silent_on_reused = False
         self.requests = 0  # chat requests that reached the provider
         # What ends each SSE line: "\n", or "\r\n" as some servers write.
         self.line_end = "\n"
@@ -128,12 +132,26 @@ class _Handler(BaseHTTPRequestHandler):
         if self.served == 1 and provider.take_hang_up_on_new():
             self._hang_up()
             return
+        if self.served > 1 and provider.silent_on_reused:
+            self._say_nothing()
+            return
         if body.get("stream"):
             self._stream()
             return
         message = {"role": "assistant", "content": REPLY}
         choice = {"index": 0, "message": message, "finish_reason": "stop"}
         self._json(_completion("chat.completion", [choice], usage=USAGE))
+
+    def _say_nothing(self) -> None:
+        """Wait, unanswering, until the client hangs up (its end of the socket reads as
+        closed) or the provider stops."""
+        provider = self.server.provider
+        self.close_connection = True
+        while not provider.stopping.wait(HOLD_INTERVAL):
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                provider.left_at.append(time.monotonic())
+                return
 
     def _hang_up(self) -> None:
         self.close_connection = True
