@@ -24,7 +24,7 @@ from webapp.extensions import db as _db
 from webapp.models import ChatMessage, Conversation, LLMModel, User
 from webapp.models.types import utcnow
 from webapp.services import conversations as chats
-from webapp.services import replies, reply_limits, reply_recorder, run_chat
+from webapp.services import replies, reply_limits, reply_recorder, reply_states, run_chat
 from webapp.services.chat import preview_prompt_budget
 from webapp.services.presets import default_preset_of
 
@@ -790,8 +790,8 @@ def test_the_recorder_saves_text_as_it_streams_and_once_at_the_end(
     conversation_id = new_conversation(member_client, model)
     [_, reply] = messages_of(conversation_id)
     owner = reply.conversation.user_id
-    assert replies.claim_own(reply.id, session_of(owner)) is not None
-    assert replies.claim_own(reply.id, session_of(owner)) is None
+    assert reply_states.claim_own(reply.id, session_of(owner)) is not None
+    assert reply_states.claim_own(reply.id, session_of(owner)) is None
     recorder = reply_recorder.ReplyRecorder(
         _db.engine, reply.id, model_name="Acme One", preset_name="Balanced", checkpoint_seconds=0
     )
@@ -815,7 +815,7 @@ def test_a_reply_whose_conversation_was_deleted_still_ends_cleanly(
     conversation_id = new_conversation(member_client, model)
     reply_id = messages_of(conversation_id)[1].id
     owner = messages_of(conversation_id)[1].conversation.user_id
-    assert replies.claim_own(reply_id, session_of(owner)) is not None
+    assert reply_states.claim_own(reply_id, session_of(owner)) is not None
     recorder = reply_recorder.ReplyRecorder(_db.engine, reply_id, model_name="m", preset_name=None)
     member_client.post(f"/c/{conversation_id}/delete")
 
@@ -836,7 +836,7 @@ def test_a_failure_on_our_side_mid_stream_still_ends_and_saves(
     conversation_id = new_conversation(member_client, model)
     reply_id = messages_of(conversation_id)[1].id
     owner = messages_of(conversation_id)[1].conversation.user_id
-    assert replies.claim_own(reply_id, session_of(owner)) is not None
+    assert reply_states.claim_own(reply_id, session_of(owner)) is not None
     recorder = reply_recorder.ReplyRecorder(_db.engine, reply_id, model_name="m", preset_name=None)
 
     def events() -> Any:
@@ -870,7 +870,7 @@ def test_a_reply_never_writes_into_a_later_message_given_its_id(
     conversation was deleted must not save itself into that new message."""
     conversation_id = new_conversation(member_client, model)
     reply_id = messages_of(conversation_id)[1].id
-    claimed = replies.claim_own(reply_id, session_of(member.id))
+    claimed = reply_states.claim_own(reply_id, session_of(member.id))
     assert claimed is not None
     recorder = reply_recorder.ReplyRecorder(
         _db.engine,

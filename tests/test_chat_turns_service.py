@@ -18,7 +18,7 @@ from tests.support.mock_api import (
 from tests.support.users import session_of
 from webapp.extensions import db as _db
 from webapp.models import ChatMessage, Conversation, LLMModel
-from webapp.services import alternatives, replies, transcript_export
+from webapp.services import alternatives, replies, reply_states, transcript_export
 from webapp.services import conversations as chats
 from webapp.services.alternatives import CONTINUE_INSTRUCTION, TurnConflict
 from webapp.services.reply_recorder import ReplyRecorder
@@ -212,7 +212,7 @@ def test_a_failed_continuation_keeps_the_text_it_continued(
 ) -> None:
     reply = answered(conversation, model, "Tell me a story", "Once upon ", status="stopped")
     continued = alternatives.continue_reply(reply, choice_of(model))
-    assert replies.claim_own(continued.id, session_of(conversation.user_id)) is not None
+    assert reply_states.claim_own(continued.id, session_of(conversation.user_id)) is not None
     recorder = ReplyRecorder(
         _db.engine, continued.id, model_name="Acme One", preset_name=None, prefix="Once upon "
     )
@@ -233,7 +233,7 @@ def test_a_continuation_streams_after_the_cut_text(
     reply = answered(conversation, model, "Tell me a story", "Once upon ", status="stopped")
     continued = alternatives.continue_reply(reply, choice_of(model))
     continued_id = continued.id
-    claimed = replies.claim_own(continued_id, session_of(member.id))
+    claimed = reply_states.claim_own(continued_id, session_of(member.id))
     assert claimed is not None and claimed.content == "Once upon "
 
     events, recorder = replies._start(claimed, member.id)
@@ -279,7 +279,7 @@ def test_the_claim_returns_the_history_the_conversation_gives(
     finish(alternatives.regenerate(shown, choice_of(model)), "Whole ✓")
     _, pending = chats.add_turn(conversation, choice_of(model, "And now?"))
 
-    claimed = replies.claim_own(pending.id, session_of(conversation.user_id))
+    claimed = reply_states.claim_own(pending.id, session_of(conversation.user_id))
 
     assert claimed is not None
     assert chats.turns_of(claimed.earlier) == chats.turns_before(conversation.id, pending.id)
@@ -293,7 +293,7 @@ def test_the_claim_of_a_first_reply_returns_only_its_question(
 ) -> None:
     _, pending = chats.add_turn(conversation, choice_of(model, "First?"))
 
-    claimed = replies.claim_own(pending.id, session_of(conversation.user_id))
+    claimed = reply_states.claim_own(pending.id, session_of(conversation.user_id))
 
     assert claimed is not None
     assert chats.turns_of(claimed.earlier) == ([], "First?")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx2
@@ -171,18 +171,23 @@ def test_a_provider_that_never_ends_its_body_does_not_hold_the_reply_up(
     assert provider.accepted == 2
 
 
-def test_a_cancelled_stream_on_a_reused_connection_closes_it_at_once(
-    provider: KeepAliveProvider, spec: ModelSpec
-) -> None:
-    # A reply first, so the next one runs on a pooled connection, whose socket the
-    # cancellation finds on the response (it never passes the connect).
+def stop_a_reply_on_a_reused_connection(
+    provider: KeepAliveProvider,
+    spec: ModelSpec,
+    slow_down: Callable[[], None],
+    when: Callable[[list[StreamEvent]], bool],
+) -> list[StreamEvent]:
+    """A reply first, so the next one runs on a pooled connection (whose socket never passes
+    the connect); then the provider is slowed down (`slow_down`), and the next reply is
+    cancelled once `when(its events so far)`: it must close its connection within
+    STOP_SECONDS. Returns its events."""
     assert streamed_reply(spec)[-1].type == "done"
-    provider.hold_before_done = True
+    slow_down()
     events = stream_chat(spec, user_text="Hello", client=client(spec))
     seen: list[StreamEvent] = []
     reader = threading.Thread(target=lambda: seen.extend(events), daemon=True)
     reader.start()
-    assert wait_for(lambda: "".join(e.content for e in seen) == REPLY)
+    assert wait_for(lambda: when(seen))
 
     cancelled = time.monotonic()
     events.cancel()
@@ -190,6 +195,20 @@ def test_a_cancelled_stream_on_a_reused_connection_closes_it_at_once(
     assert wait_for(lambda: provider.left_at, timeout=10)
     assert provider.left_at[0] - cancelled < STOP_SECONDS
     reader.join(timeout=10)
+    assert not reader.is_alive()
+    return seen
+
+
+def test_a_cancelled_stream_on_a_reused_connection_closes_it_at_once(
+    provider: KeepAliveProvider, spec: ModelSpec
+) -> None:
+    def hold_before_done() -> None:
+        provider.hold_before_done = True
+
+    seen = stop_a_reply_on_a_reused_connection(
+        provider, spec, hold_before_done, lambda seen: "".join(e.content for e in seen) == REPLY
+    )
+
     assert seen[-1].type == "error"
     assert provider.accepted == 1
 
@@ -199,20 +218,14 @@ def test_stop_before_the_provider_answers_on_a_reused_connection_closes_it_at_on
 ) -> None:
     """The request's socket joins the cancellation as the request is written: Stop cuts a
     pooled connection even while the provider has not answered at all."""
-    assert streamed_reply(spec)[-1].type == "done"
-    provider.silent_on_reused = True
-    events = stream_chat(spec, user_text="Hello", client=client(spec))
-    seen: list[StreamEvent] = []
-    reader = threading.Thread(target=lambda: seen.extend(events), daemon=True)
-    reader.start()
-    assert wait_for(lambda: provider.requests == 2)
 
-    cancelled = time.monotonic()
-    events.cancel()
+    def say_nothing() -> None:
+        provider.silent_on_reused = True
 
-    assert wait_for(lambda: provider.left_at, timeout=10)
-    assert provider.left_at[0] - cancelled < STOP_SECONDS
-    reader.join(timeout=10)
+    seen = stop_a_reply_on_a_reused_connection(
+        provider, spec, say_nothing, lambda _: provider.requests == 2
+    )
+
     assert seen[-1].type == "error"
     assert provider.requests == 2  # not sent again after Stop
 

@@ -37,7 +37,7 @@ from tests.support.waiting import wait_for
 from webapp.extensions import db as _db
 from webapp.models import ChatMessage, LLMModel
 from webapp.services import conversations as chats
-from webapp.services import replies, reply_limits, reply_recorder
+from webapp.services import replies, reply_limits, reply_recorder, reply_states
 
 LONG = " ".join(["Replies stream piece by piece over one response."] * 8)
 
@@ -317,7 +317,7 @@ def test_checkpoints_append_only_the_new_text(app: Flask, member: Any) -> None:
     choice, _ = chats.choose(chats.Draft(llm_model_id=model.id, content="hi"))
     assert choice is not None
     _, reply = chats.add_turn(conversation, choice)
-    assert replies.claim_own(reply.id, session_of(member.id)) is not None
+    assert reply_states.claim_own(reply.id, session_of(member.id)) is not None
     recorder = reply_recorder.ReplyRecorder(
         _db.engine, reply.id, model_name="m", preset_name=None, checkpoint_seconds=0
     )

@@ -18,7 +18,7 @@ ADMIN_BLUEPRINTS = frozenset(
     {"providers", "models", "presets", "history", "users", "apikeys", "usage"}
 )
 # Endpoints that check the session in their own first statement (a reply's stream: the
-# claim that starts the reply checks it, see replies.claim_own) instead of loading the user
+# claim that starts the reply checks it, see reply_states.claim_own) instead of loading the user
 # first — one query less on the hottest path. They read the user from `session_user()`.
 SESSION_CHECKED_BY_VIEW = frozenset({"chat.stream_message"})
 

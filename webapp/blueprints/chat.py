@@ -45,6 +45,7 @@ from webapp.services import (
     conversation_search,
     replies,
     reply_runs,
+    reply_states,
     transcript_export,
 )
 from webapp.services import conversations as chats
@@ -227,7 +228,7 @@ def _page(
     messages: list[ChatMessage] = []
     if conversation is not None:
         messages = chats.transcript(conversation)
-        if any(m.status == "streaming" for m in messages) and replies.settle_abandoned(
+        if any(m.status == "streaming" for m in messages) and reply_states.settle_abandoned(
             conversation.id, _abandoned_after()
         ):
             messages = chats.transcript(conversation)
@@ -295,7 +296,7 @@ def _own_message(message_id: int) -> ChatMessage:
 
 
 def _abandoned_after() -> timedelta:
-    return replies.abandoned_after(current_app.config)
+    return reply_states.abandoned_after(current_app.config)
 
 
 # --- composer helpers: presets of a model, the budget meter ----------------------------------
@@ -363,7 +364,7 @@ def request_preview() -> ResponseReturnValue:
 def show_message(message_id: int) -> ResponseReturnValue:
     """One message as the page shows it; a reply still being written polls this."""
     message = _own_message(message_id)
-    if message.status == "streaming" and replies.settle_abandoned(
+    if message.status == "streaming" and reply_states.settle_abandoned(
         message.conversation_id, _abandoned_after()
     ):
         db.session.refresh(message)

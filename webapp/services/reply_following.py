@@ -20,14 +20,9 @@ from sqlalchemy.orm import Session
 
 from webapp.models import ChatMessage
 from webapp.models.types import utcnow
-from webapp.services.replies import (
-    ReplyDelta,
-    ReplyEnd,
-    ReplyEvent,
-    ReplyHeartbeat,
-    settle_abandoned_statement,
-)
+from webapp.services.replies import ReplyDelta, ReplyEnd, ReplyEvent, ReplyHeartbeat
 from webapp.services.reply_bus import BusMessage, ReplyBus
+from webapp.services.reply_states import settle_abandoned_statement
 
 if TYPE_CHECKING:
     from webapp.services.reply_runs import ReplyRun

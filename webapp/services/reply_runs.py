@@ -26,16 +26,7 @@ from webapp.llm import results as codes
 from webapp.llm.pump import in_background
 from webapp.models import ChatMessage
 from webapp.services.conversations import find_message
-from webapp.services.replies import (
-    SERVER_ERROR_TEXT,
-    EndedReply,
-    ReplyDelta,
-    ReplyEnd,
-    ReplyStream,
-    abandoned_after,
-    cancel_pending,
-    open_reply,
-)
+from webapp.services.replies import EndedReply, ReplyDelta, ReplyEnd, ReplyStream, open_reply
 from webapp.services.reply_bus import BusMessage, ReplyBus, make_bus, text_messages
 from webapp.services.reply_following import (
     ReplyEvents,
@@ -44,6 +35,7 @@ from webapp.services.reply_following import (
     request_stop_elsewhere,
     wait_until_saved,
 )
+from webapp.services.reply_states import SERVER_ERROR_TEXT, abandoned_after, cancel_pending
 from webapp.services.users import SessionUser, signed_in_user
 
 log = logging.getLogger(__name__)
