@@ -21,7 +21,7 @@ from flask_migrate import upgrade
 from hypothesis import settings
 
 from tests.support.app import LiveServer, make_config, stop_replies
-from tests.support.database import drop_everything, empty_tables
+from tests.support.database import drop_everything, empty_tables, postgres_database_beside
 from tests.support.users import (
     ADMIN_EMAIL,
     MEMBER_EMAIL,
@@ -42,11 +42,18 @@ settings.load_profile("modeldesk")
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = os.environ.get("TEST_DATABASE_URL", "").strip()
-    if url:
-        return url
-    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+    if not url:  # each xdist worker has a temp folder of its own
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        yield url
+        return
+    # Under pytest-xdist (scripts/test.sh) each worker has a database of its own beside it.
+    with postgres_database_beside(url, f"_{worker}") as own:
+        yield own
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from secrets import token_hex
 from typing import Any
 
 import pytest
@@ -126,15 +127,38 @@ def test_a_change_announced_on_redis_is_seen_before_the_next_check(
 ) -> None:
     secret = app_key()
     assert model_ids(gateway.list_models(secret)) == []
-    listening = gateway_catalog.ChangeFeed(REDIS_URL)
+    prefix = f"modeldesk-test-{token_hex(6)}"
+    listening = gateway_catalog.ChangeFeed(REDIS_URL, prefix)
     listening.subscribe(gateway_catalog.catalog().invalidate)
     revoke_elsewhere("app")
 
     def seen() -> bool:
-        gateway_catalog.ChangeFeed(REDIS_URL).publish()
+        gateway_catalog.ChangeFeed(REDIS_URL, prefix).publish()
         return gateway.list_models(secret) == gateway.INVALID_API_KEY
 
     assert wait_for(seen, interval=0.1)
+
+
+@pytest.mark.skipif(not redis_reachable(), reason="needs Redis on 127.0.0.1:6379")
+def test_deployments_sharing_a_redis_do_not_hear_each_others_changes() -> None:
+    production, staging = (f"modeldesk-test-{token_hex(6)}" for _ in range(2))
+    heard = {production: 0, staging: 0}
+    feeds = {prefix: gateway_catalog.ChangeFeed(REDIS_URL, prefix) for prefix in heard}
+    for prefix, feed in feeds.items():
+        feed.subscribe(lambda p=prefix: heard.__setitem__(p, heard[p] + 1))
+    server = redis.Redis.from_url(REDIS_URL)
+    channels = [feed.channel for feed in feeds.values()]
+    # Two channels with one listener each (one shared channel would count two on it).
+    assert wait_for(lambda: [n for _, n in server.pubsub_numsub(*channels)] == [1, 1])
+    server.close()
+    assert wait_for(lambda: heard == {production: 1, staging: 1})  # each feed's first check
+
+    for _ in range(5):
+        feeds[production].publish()
+    assert wait_for(lambda: heard[production] == 6)
+    feeds[staging].publish()
+
+    assert wait_for(lambda: heard == {production: 6, staging: 2})
 
 
 def test_the_last_snapshot_serves_while_the_database_is_away(

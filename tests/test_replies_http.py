@@ -249,6 +249,27 @@ def test_a_browser_leaving_mid_silence_leaves_the_reply_running_and_stop_ends_it
     assert wait_for_status(message_id, {"stopped"}).status == "stopped"
 
 
+def test_deleting_a_conversation_stops_its_reply_and_the_provider_call(
+    live_server: LiveServer, member_http: httpx2.Client, silent: SilentUpstream
+) -> None:
+    set_limits(live_server, heartbeat_seconds=0.1)
+    message_id = send(member_http, silent_model(silent), "Hello?")
+    reader = Reader(member_http, message_id)
+    assert wait_for(lambda: silent.requests == 1)
+    conversation_id = _db.session.get(ChatMessage, message_id).conversation_id
+
+    headers = {"HX-Request": "true", "X-CSRFToken": csrf_token(member_http)}
+    deleted = member_http.post(f"/c/{conversation_id}/delete", headers=headers)
+
+    assert deleted.status_code == 204 and "HX-Location" in deleted.headers
+    assert wait_for(lambda: silent.closed_at, timeout=10)
+    assert live_server.app.extensions["reply_runs"].get(message_id) is None
+    reader.join()  # the page following it got its end
+    assert reader.frames[-1].event == "end" and "Stopped" in reader.frames[-1].data
+    _db.session.expire_all()
+    assert _db.session.get(ChatMessage, message_id) is None
+
+
 # --- the database going away -----------------------------------------------------------------
 
 

@@ -8,12 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import inspect, text
-from sqlalchemy.engine import make_url
 
+from tests.support.database import postgres_database_beside
 from webapp import create_app
 from webapp.extensions import db
 from webapp.models import LLMProvider
@@ -25,17 +24,8 @@ def scratch_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
     if not database_url.startswith("postgresql"):
         yield f"sqlite:///{tmp_path / 'migrations.sqlite3'}"
         return
-    url = make_url(database_url)
-    name = f"{url.database}_migrations_{os.getpid()}"
-    admin = url.set(drivername="postgresql", database="postgres")
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database_beside(database_url, f"_migrations_{os.getpid()}") as url:
+        yield url
 
 
 @pytest.fixture

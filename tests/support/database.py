@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
+import psycopg
+from psycopg import sql
 from sqlalchemy import Engine, MetaData, event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from webapp.extensions import db as _db
@@ -20,6 +25,29 @@ def drop_everything() -> None:
             existing = MetaData()
             existing.reflect(bind=connection)
             existing.drop_all(bind=connection)
+
+
+@contextlib.contextmanager
+def postgres_database_beside(url: str, suffix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database on the server `url` names, called after its database
+    plus `suffix`; dropped with its connections on the way out. Yields its URL."""
+    server = make_url(url)
+    name = f"{server.database}{suffix}"
+    admin = server.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False
+    )
+
+    def run(statement: str) -> None:
+        # CREATE / DROP DATABASE cannot run inside a transaction.
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(sql.SQL(statement).format(sql.Identifier(name)))
+
+    run("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+    run("CREATE DATABASE {}")
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        run("DROP DATABASE IF EXISTS {} WITH (FORCE)")
 
 
 def empty_tables() -> None:

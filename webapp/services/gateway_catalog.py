@@ -39,7 +39,8 @@ PRESET_SEPARATOR = "@"
 CHECK_INTERVAL_SECONDS = 1.0
 _EXTENSION = "gateway_catalog"
 _FEED = "gateway_change_feed"
-CHANGES_CHANNEL = "modeldesk:gateway:config-changed"
+# After MODELDESK_REDIS_PREFIX: deployments sharing one Redis do not hear each other.
+CHANGES_CHANNEL = "{prefix}:gateway:config-changed"
 RECONNECT_SECONDS = 1.0
 
 
@@ -122,23 +123,24 @@ def init_catalog(app: Flask) -> None:
     app.extensions[_EXTENSION] = catalog = Catalog()
     redis_url = app.config.get("REDIS_URL")
     if redis_url:
-        app.extensions[_FEED] = feed = ChangeFeed(redis_url)
+        app.extensions[_FEED] = feed = ChangeFeed(redis_url, app.config["REDIS_KEY_PREFIX"])
         feed.subscribe(catalog.invalidate)
 
 
 class ChangeFeed:
-    """Redis pub/sub on CHANGES_CHANNEL: `publish` after a commit that changed keys or
-    models; a subscriber thread calls `on_change` for each message (and after each
+    """Redis pub/sub on the prefix's CHANGES_CHANNEL: `publish` after a commit that changed
+    keys or models; a subscriber thread calls `on_change` for each message (and after each
     (re)connection, since messages sent while away are lost). Redis being away costs a log
     line: the version check still sees every change within a second."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, prefix: str) -> None:
+        self.channel = CHANGES_CHANNEL.format(prefix=prefix)
         self._redis = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
         self._listener = redis.Redis.from_url(url, socket_connect_timeout=1)
 
     def publish(self) -> None:
         try:
-            self._redis.publish(CHANGES_CHANNEL, "changed")
+            self._redis.publish(self.channel, "changed")
         except redis.RedisError as error:
             log.warning("gateway: could not announce a configuration change: %s", error)
 
@@ -151,7 +153,7 @@ class ChangeFeed:
         while True:
             try:
                 pubsub = self._listener.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(CHANGES_CHANNEL)
+                pubsub.subscribe(self.channel)
                 on_change()
                 for _message in pubsub.listen():
                     on_change()

@@ -24,7 +24,7 @@ from webapp.config import ConfigError
 from webapp.extensions import db
 from webapp.llm import results as codes
 from webapp.llm.pump import in_background
-from webapp.models import ChatMessage
+from webapp.models import ChatMessage, Conversation
 from webapp.services.conversations import find_message
 from webapp.services.replies import EndedReply, ReplyDelta, ReplyEnd, ReplyStream, open_reply
 from webapp.services.reply_bus import BusMessage, ReplyBus, make_bus, text_messages
@@ -351,6 +351,20 @@ def watch(message_id: int, signed_in: SessionUser) -> Following | None:
 
 def _ended(reply: EndedReply) -> ReplyEvents:
     yield from reply
+
+
+def stop_unfinished(conversation: Conversation) -> None:
+    """Stop the conversation's replies that are pending or being written, each as `stop`
+    does: before the conversation is deleted, so that no provider call goes on writing a
+    reply nobody can see any more."""
+    unfinished = db.session.scalars(
+        select(ChatMessage).where(
+            ChatMessage.conversation_id == conversation.id,
+            ChatMessage.status.in_(("pending", "streaming")),
+        )
+    ).all()
+    for message in unfinished:
+        stop(message)
 
 
 def stop(message: ChatMessage) -> None:
