@@ -4,7 +4,8 @@
 # here when missing and we may (root), otherwise we stop and say how to install it.
 # Arguments go to pytest. TEST_DATABASE_URL=postgresql://… runs the suite on PostgreSQL.
 # The tests run in parallel, one pytest-xdist worker per core (at most 4), each on a database
-# of its own; `-n 0` runs them in one process.
+# of its own; the modules that start gunicorn run on one worker (xdist_group "gunicorn").
+# `-n 0` runs them in one process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +24,7 @@ python3 -m venv .venv
 .venv/bin/python -m pip install --quiet -e '.[test]'
 
 set +e
-.venv/bin/python -m pytest --numprocesses=auto --maxprocesses=4 "$@"
+.venv/bin/python -m pytest --numprocesses=auto --maxprocesses=4 --dist=loadgroup "$@"
 status=$?
 set -e
 if [ "$status" = 5 ]; then

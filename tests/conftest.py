@@ -20,7 +20,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from flask_migrate import upgrade
 from hypothesis import settings
 
-from tests.support.app import LiveServer, make_config, stop_replies
+from tests.support.app import LiveServer, live_app, make_config, stop_replies
 from tests.support.database import drop_everything, empty_tables, postgres_database_beside
 from tests.support.users import (
     ADMIN_EMAIL,
@@ -99,15 +99,8 @@ def live_server(app: Flask, tmp_path: Any) -> Iterator[LiveServer]:
 
     Its mock provider base URL is its own address, as in development.
     """
-    served = create_app(make_config(app.config["SQLALCHEMY_DATABASE_URI"], str(tmp_path)))
-    server = LiveServer(served)
-    served.config["MOCK_LLM_BASE_URL"] = server.url
-    server.start()
-    yield server
-    server.stop()
-    stop_replies(served)
-    with served.app_context():
-        _db.engine.dispose()
+    with live_app(app.config["SQLALCHEMY_DATABASE_URI"], str(tmp_path)) as server:
+        yield server
 
 
 @pytest.fixture

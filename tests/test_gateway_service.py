@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from secrets import token_hex
 from typing import Any
 
@@ -13,10 +14,13 @@ from flask import Flask
 from sqlalchemy import event, update
 from sqlalchemy.exc import OperationalError
 
+from tests.support.app import make_config
+from tests.support.cluster import REDIS_URL, redis_answers, require_service
 from tests.support.factories import make_preset
 from tests.support.gateway import app_key, chunk
 from tests.support.mock_api import mock_model, mock_provider
 from tests.support.waiting import wait_for
+from webapp import create_app
 from webapp.extensions import db
 from webapp.llm import results as codes
 from webapp.llm.prepare import PreparedChat, prepare_chat
@@ -30,7 +34,6 @@ from webapp.services.app_keys import find_key, revoke_key
 from webapp.services.gateway import ApiError, JsonReply
 
 SECRET = "sk-provider-SECRET-0123456789"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class Clock:
@@ -114,14 +117,15 @@ def test_a_change_made_elsewhere_is_seen_at_the_next_check(app: Flask, clock: Cl
     assert gateway.list_models(secret) == gateway.INVALID_API_KEY
 
 
-def redis_reachable() -> bool:
-    try:
-        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
+@pytest.fixture
+def redis_server() -> Iterator[redis.Redis]:
+    require_service(redis_answers(), f"Redis does not answer at {REDIS_URL}")
+    server = redis.Redis.from_url(REDIS_URL)
+    yield server
+    server.close()
 
 
-@pytest.mark.skipif(not redis_reachable(), reason="needs Redis on 127.0.0.1:6379")
+@pytest.mark.usefixtures("redis_server")
 def test_a_change_announced_on_redis_is_seen_before_the_next_check(
     app: Flask, clock: Clock
 ) -> None:
@@ -139,18 +143,17 @@ def test_a_change_announced_on_redis_is_seen_before_the_next_check(
     assert wait_for(seen, interval=0.1)
 
 
-@pytest.mark.skipif(not redis_reachable(), reason="needs Redis on 127.0.0.1:6379")
-def test_deployments_sharing_a_redis_do_not_hear_each_others_changes() -> None:
+def test_deployments_sharing_a_redis_do_not_hear_each_others_changes(
+    redis_server: redis.Redis,
+) -> None:
     production, staging = (f"modeldesk-test-{token_hex(6)}" for _ in range(2))
     heard = {production: 0, staging: 0}
     feeds = {prefix: gateway_catalog.ChangeFeed(REDIS_URL, prefix) for prefix in heard}
     for prefix, feed in feeds.items():
         feed.subscribe(lambda p=prefix: heard.__setitem__(p, heard[p] + 1))
-    server = redis.Redis.from_url(REDIS_URL)
     channels = [feed.channel for feed in feeds.values()]
     # Two channels with one listener each (one shared channel would count two on it).
-    assert wait_for(lambda: [n for _, n in server.pubsub_numsub(*channels)] == [1, 1])
-    server.close()
+    assert wait_for(lambda: [n for _, n in redis_server.pubsub_numsub(*channels)] == [1, 1])
     assert wait_for(lambda: heard == {production: 1, staging: 1})  # each feed's first check
 
     for _ in range(5):
@@ -310,3 +313,12 @@ def test_a_messages_list_is_checked_and_not_mixed_with_the_other_inputs() -> Non
     assert isinstance(mixed, Result) and mixed.code == codes.INVALID_INPUT
     assert isinstance(bad_role, Result) and "messages[0].role" in bad_role.errors[0]
     assert isinstance(only_system, Result) and only_system.code == codes.EMPTY_PROMPT
+
+
+@pytest.mark.usefixtures("redis_server")
+def test_an_apps_change_feed_is_under_its_redis_prefix(_migrated: str, tmp_path: Path) -> None:
+    settings = make_config(_migrated, str(tmp_path), REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX="blue")
+
+    served = create_app(settings)
+
+    assert served.extensions["gateway_change_feed"].channel == "blue:gateway:config-changed"

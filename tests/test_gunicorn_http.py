@@ -16,6 +16,9 @@ import pytest
 from tests.support.net import free_port
 from tests.support.waiting import wait_for
 
+# Under pytest-xdist the modules that start gunicorn (and nginx) run on one worker, one
+# after another: two clusters starting at once would crowd a 2-core box.
+pytestmark = pytest.mark.xdist_group("gunicorn")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import event
 
-from tests.support.app import LiveServer
+from tests.support.app import LiveServer, live_app
 from tests.support.chat_http import (
     PROMPT,
     deltas_text,
@@ -249,6 +249,15 @@ def test_a_browser_leaving_mid_silence_leaves_the_reply_running_and_stop_ends_it
     assert wait_for_status(message_id, {"stopped"}).status == "stopped"
 
 
+def delete_conversation_of(client: httpx2.Client, message_id: int) -> None:
+    conversation_id = _db.session.get(ChatMessage, message_id).conversation_id
+    headers = {"HX-Request": "true", "X-CSRFToken": csrf_token(client)}
+    deleted = client.post(f"/c/{conversation_id}/delete", headers=headers)
+    assert deleted.status_code == 204 and "HX-Location" in deleted.headers
+    _db.session.expire_all()
+    assert _db.session.get(ChatMessage, message_id) is None
+
+
 def test_deleting_a_conversation_stops_its_reply_and_the_provider_call(
     live_server: LiveServer, member_http: httpx2.Client, silent: SilentUpstream
 ) -> None:
@@ -256,18 +265,72 @@ def test_deleting_a_conversation_stops_its_reply_and_the_provider_call(
     message_id = send(member_http, silent_model(silent), "Hello?")
     reader = Reader(member_http, message_id)
     assert wait_for(lambda: silent.requests == 1)
-    conversation_id = _db.session.get(ChatMessage, message_id).conversation_id
 
-    headers = {"HX-Request": "true", "X-CSRFToken": csrf_token(member_http)}
-    deleted = member_http.post(f"/c/{conversation_id}/delete", headers=headers)
+    delete_conversation_of(member_http, message_id)
 
-    assert deleted.status_code == 204 and "HX-Location" in deleted.headers
     assert wait_for(lambda: silent.closed_at, timeout=10)
-    assert live_server.app.extensions["reply_runs"].get(message_id) is None
+    runs = live_server.app.extensions["reply_runs"]
+    assert wait_for(lambda: runs.get(message_id) is None)
     reader.join()  # the page following it got its end
+    assert reader.frames[-1].event == "end" and "Stopped" in reader.frames[-1].data
+
+
+def test_deleting_a_conversation_on_another_worker_stops_the_reply_this_one_writes(
+    live_server: LiveServer,
+    member_http: httpx2.Client,
+    silent: SilentUpstream,
+    app: Flask,
+    tmp_path: Any,
+) -> None:
+    set_limits(live_server, heartbeat_seconds=0.1)
+    message_id = send(member_http, silent_model(silent), "Hello?")
+    reader = Reader(member_http, message_id)
+    assert wait_for(lambda: silent.requests == 1)
+    # Another process of the same deployment: its own runs, the same database and secret.
+    database_url = app.config["SQLALCHEMY_DATABASE_URI"]
+    with (
+        live_app(database_url, str(tmp_path / "other")) as other,
+        httpx2.Client(base_url=other.url, cookies=member_http.cookies) as elsewhere,
+    ):
+        delete_conversation_of(elsewhere, message_id)
+
+    assert wait_for(lambda: silent.closed_at, timeout=10)
+    reader.join()
+    assert reader.frames[-1].event == "end" and "Stopped" in reader.frames[-1].data
+
+
+def test_deleting_a_user_stops_their_replies_first(
+    live_server: LiveServer,
+    member_http: httpx2.Client,
+    admin_http: httpx2.Client,
+    member: Any,
+    silent: SilentUpstream,
+) -> None:
+    set_limits(live_server, heartbeat_seconds=0.1)
+    message_id = send(member_http, silent_model(silent), "Hello?")
+    reader = Reader(member_http, message_id)
+    assert wait_for(lambda: silent.requests == 1)
+
+    headers = {"HX-Request": "true", "X-CSRFToken": csrf_token(admin_http)}
+    deleted = admin_http.post(f"/users/{member.id}/delete", headers=headers)
+
+    assert deleted.status_code == 204
+    assert wait_for(lambda: silent.closed_at, timeout=10)
+    reader.join()
     assert reader.frames[-1].event == "end" and "Stopped" in reader.frames[-1].data
     _db.session.expire_all()
     assert _db.session.get(ChatMessage, message_id) is None
+
+
+def test_deleting_a_conversation_whose_reply_has_not_started_deletes_it(
+    live_server: LiveServer, member_http: httpx2.Client, silent: SilentUpstream
+) -> None:
+    message_id = send(member_http, silent_model(silent), "Hello?")
+
+    delete_conversation_of(member_http, message_id)
+
+    assert silent.requests == 0
+    assert live_server.app.extensions["reply_runs"].running() == []
 
 
 # --- the database going away -----------------------------------------------------------------

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from flask import Flask
 from werkzeug.serving import make_server
 
 from tests.support.waiting import wait_for
+from webapp import create_app
+from webapp.extensions import db as _db
 
 TEST_ENCRYPTION_KEY = "test-encryption-key-0123456789abcdef"
 
@@ -23,6 +27,12 @@ def make_config(database_url: str, instance_path: str, **extra: Any) -> dict[str
         "INSTANCE_PATH": instance_path,
         # One pbkdf2 round instead of scrypt: hashing was a quarter of the suite's time.
         "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1",
+        # Whatever the shell exports, the test apps share no Redis: parallel workers number
+        # their replies from 1 each and sign in as the same users, so a shared reply bus or
+        # rate-limit counter would mix them up. Tests that want Redis say so.
+        "REDIS_URL": None,
+        "RATELIMIT_STORAGE_URI": "memory://",
+        "REPLY_BUS": "auto",
         **extra,
     }
 
@@ -33,6 +43,25 @@ def stop_replies(app: Flask) -> None:
     runs = app.extensions["reply_runs"]
     runs.finish(timeout=0)
     runs.close()
+
+
+@contextlib.contextmanager
+def live_app(database_url: str, instance_path: str) -> Iterator[LiveServer]:
+    """The app served over HTTP on a free loopback port, as one process of a deployment: its
+    own replies, its own connections. Its mock provider base URL is its own address, as in
+    development. On the way out it stops serving, stops the replies it still writes and
+    closes its database connections."""
+    served = create_app(make_config(database_url, instance_path))
+    server = LiveServer(served)
+    served.config["MOCK_LLM_BASE_URL"] = server.url
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        stop_replies(served)
+        with served.app_context():
+            _db.engine.dispose()
 
 
 class LiveServer:

@@ -24,8 +24,8 @@ import httpx2
 import psycopg
 import pytest
 import redis
-from psycopg import sql
 
+from tests.support.database import create_database, drop_database
 from tests.support.net import free_port
 from tests.support.users import MEMBER_EMAIL, PASSWORD
 from tests.support.waiting import wait_for
@@ -95,24 +95,15 @@ class ThrowawayDatabase:
 
     def __init__(self) -> None:
         self.name = f"modeldesk_cluster_{secrets.token_hex(6)}"
-        self.url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{self.name}"
-        self._admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
+        self.url = create_database(POSTGRES_ADMIN_URL, self.name)
 
     def drop(self) -> None:
-        self._admin(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name))
-        )
+        drop_database(POSTGRES_ADMIN_URL, self.name)
 
     def query(self, statement: str, **params: Any) -> list[tuple[Any, ...]]:
         """Rows of one read, on a connection of its own (no pool to outlive the test)."""
         with psycopg.connect(self.url) as connection:
             return connection.execute(statement, params).fetchall()
-
-    @staticmethod
-    def _admin(statement: sql.Composed) -> None:
-        # CREATE / DROP DATABASE cannot run inside a transaction.
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as connection:
-            connection.execute(statement)
 
 
 @dataclass

@@ -30,24 +30,35 @@ def drop_everything() -> None:
 @contextlib.contextmanager
 def postgres_database_beside(url: str, suffix: str) -> Iterator[str]:
     """A new, empty PostgreSQL database on the server `url` names, called after its database
-    plus `suffix`; dropped with its connections on the way out. Yields its URL."""
+    plus `suffix` (one a killed run left is replaced); dropped with its connections on the
+    way out. Yields its URL."""
     server = make_url(url)
     name = f"{server.database}{suffix}"
-    admin = server.set(drivername="postgresql", database="postgres").render_as_string(
-        hide_password=False
-    )
-
-    def run(statement: str) -> None:
-        # CREATE / DROP DATABASE cannot run inside a transaction.
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(sql.SQL(statement).format(sql.Identifier(name)))
-
-    run("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-    run("CREATE DATABASE {}")
+    drop_database(url, name)
     try:
-        yield server.set(database=name).render_as_string(hide_password=False)
+        yield create_database(url, name)
     finally:
-        run("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        drop_database(url, name)
+
+
+def create_database(server_url: str, name: str) -> str:
+    """A new PostgreSQL database `name` on the server of `server_url`; returns its URL."""
+    # PostgreSQL cuts longer names silently: two of them could become one.
+    assert len(name.encode()) <= 63, f"database name too long: {name}"
+    _as_admin(server_url, "CREATE DATABASE {}", name)
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    """Drop the PostgreSQL database `name` (if there) and its connections."""
+    _as_admin(server_url, "DROP DATABASE IF EXISTS {} WITH (FORCE)", name)
+
+
+def _as_admin(server_url: str, statement: str, name: str) -> None:
+    admin = make_url(server_url).set(drivername="postgresql", database="postgres")
+    # CREATE / DROP DATABASE cannot run inside a transaction.
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(sql.SQL(statement).format(sql.Identifier(name)))
 
 
 def empty_tables() -> None:

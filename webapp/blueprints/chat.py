@@ -158,7 +158,7 @@ def set_fit_history(conversation_id: int) -> ResponseReturnValue:
 def delete(conversation_id: int) -> ResponseReturnValue:
     conversation = _own_conversation(conversation_id)
     title = conversation.title
-    reply_runs.stop_unfinished(conversation)
+    reply_runs.stop_unfinished(Conversation.id == conversation.id)
     chats.delete_conversation(conversation)
     flash(f"Deleted “{title}”.", "success")
     return redirect_for_htmx(url_for("chat.index"))

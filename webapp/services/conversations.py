@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import contains_eager
 
 from webapp.extensions import db
@@ -108,8 +108,9 @@ def set_fit_history(conversation: Conversation, fit: bool) -> None:
 
 
 def delete_conversation(conversation: Conversation) -> None:
-    """Delete the conversation and its messages."""
-    db.session.delete(conversation)
+    """Delete the conversation and its messages (by the foreign key's cascade). Deleting one
+    that another request deleted meanwhile (a second tab) is no error."""
+    db.session.execute(delete(Conversation).where(Conversation.id == conversation.id))
     db.session.commit()
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from flask import Flask, current_app
-from sqlalchemy import Engine, select
+from sqlalchemy import ColumnElement, Engine, select
 
 from webapp.config import ConfigError
 from webapp.extensions import db
@@ -29,6 +30,7 @@ from webapp.services.conversations import find_message
 from webapp.services.replies import EndedReply, ReplyDelta, ReplyEnd, ReplyStream, open_reply
 from webapp.services.reply_bus import BusMessage, ReplyBus, make_bus, text_messages
 from webapp.services.reply_following import (
+    LIVE_STATUSES,
     ReplyEvents,
     follow_elsewhere,
     follow_here,
@@ -353,31 +355,43 @@ def _ended(reply: EndedReply) -> ReplyEvents:
     yield from reply
 
 
-def stop_unfinished(conversation: Conversation) -> None:
-    """Stop the conversation's replies that are pending or being written, each as `stop`
-    does: before the conversation is deleted, so that no provider call goes on writing a
-    reply nobody can see any more."""
+def stop_unfinished(where: ColumnElement[bool]) -> None:
+    """Stop the replies pending or being written in the conversations `where` picks (a
+    condition on `Conversation`), as `stop_replies` does: before those conversations are
+    deleted, so that no provider call goes on writing a reply nobody can see any more."""
     unfinished = db.session.scalars(
-        select(ChatMessage).where(
-            ChatMessage.conversation_id == conversation.id,
-            ChatMessage.status.in_(("pending", "streaming")),
-        )
+        select(ChatMessage.id)
+        .join(Conversation, ChatMessage.conversation_id == Conversation.id)
+        .where(where, ChatMessage.status.in_(LIVE_STATUSES))
     ).all()
-    for message in unfinished:
-        stop(message)
+    stop_replies(unfinished)
 
 
 def stop(message: ChatMessage) -> None:
     """Stop pressed, in whichever tab or process: the reply ends as stopped, keeping its
     text, and its provider call is closed. Returns once it is saved (or after a few
     seconds, when the process writing it does not answer)."""
-    if cancel_pending(message.id):
-        return
-    run = runs().get(message.id)
-    if run is not None:
-        run.stop()
-        run.wait(STOP_WAIT_SECONDS)
-    elif message.status == "streaming":
-        request_stop_elsewhere(db.engine, runs().bus, message.id)
-        wait_until_saved(db.engine, message.id, STOP_WAIT_SECONDS)
+    stop_replies([message.id])
     db.session.refresh(message)
+
+
+def stop_replies(message_ids: Sequence[int]) -> None:
+    """Stop each reply wherever it is: a pending one at once, one this process writes through
+    its run, one another process writes through the database and the bus. Every stop is
+    sent first, then all are waited for together, STOP_WAIT_SECONDS at most."""
+    deadline = time.monotonic() + STOP_WAIT_SECONDS
+    waits: list[Callable[[float], object]] = []
+    for message_id in message_ids:
+        if cancel_pending(message_id):
+            continue
+        run = runs().get(message_id)
+        if run is not None:
+            run.stop()
+            waits.append(run.wait)
+        else:
+            # Claimed elsewhere, perhaps since it was read (the flag is only set on a reply
+            # still streaming: one that ended meanwhile is left as it is).
+            request_stop_elsewhere(db.engine, runs().bus, message_id)
+            waits.append(partial(wait_until_saved, db.engine, message_id))
+    for wait in waits:
+        wait(max(0.0, deadline - time.monotonic()))

@@ -270,6 +270,16 @@ def set_disabled(user_id: int, disabled: bool) -> User:
     return user
 
 
+def check_deletable(user_id: int) -> None:
+    """Raise what `delete_user` would (LastAdminError, UserGone) without deleting: a check
+    before the work that comes first (stopping the user's replies). `delete_user` checks
+    again, under the lock."""
+    user = db.session.get(User, user_id, populate_existing=True)
+    if user is None:
+        raise UserGone
+    _guard_last_admin(user)
+
+
 def delete_user(user_id: int) -> int:
     """Delete a user and (by the foreign key's cascade) their conversations; returns how
     many conversations went. Raises LastAdminError, UserGone."""
