@@ -1,19 +1,24 @@
-"""The production server: gunicorn with gunicorn.conf.py holds long SSE streams."""
+"""The servers as processes: gunicorn with gunicorn.conf.py holds long SSE streams, and the
+development server (`flask up`, behind scripts/dev.sh) seeds and serves a streaming chat."""
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import httpx2
 import pytest
 
+from tests.support.chat_http import deltas_text, read_frames, send
 from tests.support.net import free_port
+from tests.support.users import csrf_token
 from tests.support.waiting import wait_for
 
 # Under pytest-xdist the modules that start gunicorn (and nginx) run on one worker, one
@@ -28,13 +33,13 @@ def wait_until_up(
 
     def up() -> bool:
         if process.poll() is not None:
-            raise AssertionError(f"gunicorn exited: {log.read_text()}")
+            raise AssertionError(f"the server exited: {log.read_text()}")
         try:
             return httpx2.get(f"{url}/healthz", timeout=1).status_code == 200
         except httpx2.TransportError:
             return False
 
-    assert wait_for(up, timeout=seconds, interval=0.2), "gunicorn did not come up"
+    assert wait_for(up, timeout=seconds, interval=0.2), f"no answer: {log.read_text()}"
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +147,52 @@ def test_headers_and_health_under_gunicorn(gunicorn_server: str) -> None:
     response = httpx2.get(f"{gunicorn_server}/login", follow_redirects=False)
     assert "Content-Security-Policy" in response.headers
     assert httpx2.get(f"{gunicorn_server}/healthz").json() == {"status": "ok", "database": "ok"}
+
+
+def test_the_dev_server_seeds_the_mock_at_its_own_port_and_a_reply_streams(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    database = tmp_path / "dev.sqlite3"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("MODELDESK_", "MOCK_LLM_"))},
+        "DATABASE_URL": f"sqlite:///{database}",
+        "SECRET_KEY": "dev-server-test-secret-0123456789abcdef",
+        "MODELDESK_ENCRYPTION_KEY": "dev-server-test-key-0123456789abcdef",
+        "HOME": str(tmp_path),
+    }
+    log = tmp_path / "up.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "up", "--port", str(port)],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_up(url, process, log)
+        with closing(sqlite3.connect(database)) as connection:
+            (mock_base_url,) = connection.execute(
+                "SELECT base_url FROM llm_providers WHERE name = 'Mock (Local)'"
+            ).fetchone()
+            (model_id,) = connection.execute(
+                "SELECT id FROM llm_models WHERE key = 'mock'"
+            ).fetchone()
+        assert mock_base_url == url
+
+        with httpx2.Client(base_url=url, timeout=30) as client:
+            setup = csrf_token(client, "/setup")
+            account = {"email": "dev@example.com", "password": "a-long-password-1"}
+            confirm = {"password_confirmation": account["password"]}
+            made = client.post("/setup", data={"csrf_token": setup, **account, **confirm})
+            assert made.status_code == 303, made.text
+            message_id = send(client, model_id, "Hello from the dev server")
+            with client.stream("GET", f"/messages/{message_id}/stream") as response:
+                frames = list(read_frames(response.iter_lines()))
+        assert deltas_text(frames).startswith("Mock response (model=mock)")
+        assert frames[-1].event == "end" and "status-complete" in frames[-1].data
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 from flask_migrate import upgrade
+from sqlalchemy import select
 from werkzeug.serving import run_simple
 
 from seeds import seed_llm
+from seeds.llm import MOCK_PROVIDER_NAME
 from webapp.extensions import db
-from webapp.models import acting_as
+from webapp.models import LLMProvider, acting_as
 from webapp.services.keys import KeyRotationError, rotate_encryption_key
 
 
@@ -84,14 +88,31 @@ def rotate_command(old_key: str, new_key: str | None) -> None:
 def up_command(host: str, port: int) -> None:
     """Development: apply migrations, load seeds, serve on HOST:PORT (threaded).
 
+    The mock provider answers from this same process: unless MOCK_LLM_BASE_URL is set, a
+    first run seeds it at the address served.
+
     \b
     Example:
       flask --app wsgi up --port 5000
     """
     upgrade()
+    config = current_app.config
+    served = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    if not os.environ.get("MOCK_LLM_BASE_URL", "").strip():
+        config["MOCK_LLM_BASE_URL"] = served
     with acting_as("flask up"):
-        report = seed_llm(db.session, current_app.config)
+        report = seed_llm(db.session, config)
     click.echo(f"seeds: {len(report.created)} created, {len(report.existing)} already there")
+    mock = db.session.scalars(
+        select(LLMProvider.base_url).where(LLMProvider.name == MOCK_PROVIDER_NAME)
+    ).first()
+    expected = config["MOCK_LLM_BASE_URL"]
+    if mock is not None and mock.rstrip("/") != expected.rstrip("/"):
+        # Seeds never overwrite: a database first served elsewhere keeps that address.
+        click.echo(
+            f"note: the {MOCK_PROVIDER_NAME} provider points at {mock}, not {expected}: "
+            "edit its base URL on the Providers page, or serve on that port"
+        )
     click.echo(f"ModelDesk on http://{host}:{port}/")
     # Threaded: the chat streams while the same process answers the mock provider.
     run_simple(host, port, current_app._get_current_object(), threaded=True)
