@@ -47,11 +47,13 @@ def build_messages(model_hint: str) -> list[dict[str, str]]:
     return messages
 
 
-def interleaved_medians(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
-    """Median wall time of `repeat` calls of each, taken in rounds (one call of each per
-    round, the order turning each round) after one warm-up call each: this box's speed drifts
-    by tens of percent over seconds, and a drift then lands on every call alike instead of on
-    whichever was timed last. Also each call's median ratio to the first, round by round."""
+def interleaved_timings(
+    runs: dict[str, Callable[[], object]], repeat: int
+) -> dict[str, list[float]]:
+    """Wall times of `repeat` calls of each, taken in rounds (one call of each per round, the
+    order turning each round) after one warm-up call each: this box's speed drifts by tens of
+    percent over seconds, and a drift then lands on every call alike instead of on whichever
+    was timed last."""
     for run in runs.values():
         run()
     names = list(runs)
@@ -62,13 +64,12 @@ def interleaved_medians(runs: dict[str, Callable[[], object]], repeat: int) -> d
             start = time.perf_counter()
             runs[name]()
             timings[name].append(time.perf_counter() - start)
-    first = timings[names[0]]
-    medians = {name: statistics.median(values) for name, values in timings.items()}
-    ratios = {
-        f"{name}/{names[0]}": statistics.median(t / f for t, f in zip(values, first, strict=True))
-        for name, values in timings.items()
-    }
-    return {**medians, **ratios}
+    return timings
+
+
+def paired_ratio(numerators: list[float], denominators: list[float]) -> float:
+    """The median of each round's ratio."""
+    return statistics.median(n / d for n, d in zip(numerators, denominators, strict=True))
 
 
 def bench(model_hint: str, encoding_name: str, repeat: int) -> float:
@@ -93,19 +94,20 @@ def bench(model_hint: str, encoding_name: str, repeat: int) -> float:
         return encoding.encode_ordinary(text)
 
     budget = budget_check()
-    timed = interleaved_medians(
+    timed = interleaved_timings(
         {"encode": bare_encode, "ordinary": bare_encode_ordinary, "check": budget_check}, repeat
     )
-    ratio = timed["check/encode"]
+    median = {name: statistics.median(values) for name, values in timed.items()}
+    ratio = paired_ratio(timed["check"], timed["encode"])
     print(
         f"{model_hint} ({encoding_name}): {len(messages)} messages, "
         f"{budget.estimated_tokens:,} estimated tokens ({len(bare_encode()):,} in one encode)\n"
-        f"  bare encode          {timed['encode'] * 1000:8.2f} ms\n"
-        f"  bare encode_ordinary {timed['ordinary'] * 1000:8.2f} ms\n"
-        f"  budget check         {timed['check'] * 1000:8.2f} ms  "
+        f"  bare encode          {median['encode'] * 1000:8.2f} ms\n"
+        f"  bare encode_ordinary {median['ordinary'] * 1000:8.2f} ms\n"
+        f"  budget check         {median['check'] * 1000:8.2f} ms  "
         f"ratio to encode {ratio:.3f} ({'OK' if ratio <= TARGET_RATIO else 'OVER TARGET'}), "
-        f"to encode_ordinary {timed['check'] / timed['ordinary']:.3f} "
-        "(to encode: the median of each round's ratio)"
+        f"to encode_ordinary {paired_ratio(timed['check'], timed['ordinary']):.3f} "
+        "(ratios: the median of each round's)"
     )
     return ratio
 

@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event
+from sqlalchemy import delete, event
 
 from tests.support.factories import make_model, make_preset, make_provider
 from tests.support.users import session_of
@@ -24,7 +24,14 @@ from webapp.extensions import db as _db
 from webapp.models import ChatMessage, Conversation, LLMModel, User
 from webapp.models.types import utcnow
 from webapp.services import conversations as chats
-from webapp.services import replies, reply_limits, reply_recorder, reply_states, run_chat
+from webapp.services import (
+    replies,
+    reply_limits,
+    reply_recorder,
+    reply_runs,
+    reply_states,
+    run_chat,
+)
 from webapp.services.chat import preview_prompt_budget
 from webapp.services.presets import default_preset_of
 
@@ -437,6 +444,26 @@ def test_delete_removes_the_conversation_and_its_messages(
     assert "Deleted “Doomed chat”." in page
     assert "data-confirm=" not in page  # no conversation left to delete
     assert member_client.get(f"/c/{conversation_id}").status_code == 404
+
+
+def test_a_conversation_deleted_by_another_tab_while_its_replies_stop_is_no_error(
+    member_client: FlaskClient, model: LLMModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conversation_id = new_conversation(member_client, model, "Deleted twice")
+
+    def the_other_tab_deletes_it_meanwhile(_where: Any) -> None:
+        # The other tab's request, on a connection of its own; then the commit stopping makes
+        # in this one (the request's objects expire), as it waits.
+        with _db.engine.begin() as other_tab:
+            other_tab.execute(delete(Conversation).where(Conversation.id == conversation_id))
+        _db.session.commit()
+
+    monkeypatch.setattr(reply_runs, "stop_unfinished", the_other_tab_deletes_it_meanwhile)
+
+    response = member_client.post(f"/c/{conversation_id}/delete", headers=HX)
+
+    assert response.status_code == 204
+    assert _db.session.get(Conversation, conversation_id) is None
 
 
 def test_delete_and_rename_from_htmx_use_hx_location(

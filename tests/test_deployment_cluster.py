@@ -24,11 +24,12 @@ from tests.support.cluster import (
 from tests.support.users import MEMBER_EMAIL, csrf_token, signed_in_at
 from tests.support.waiting import wait_for
 
-# Seconds between the mock's streamed pieces: a reply of ~16 pieces takes over a second, so
-# a buffering proxy would hold it back long enough for the reply to be recorded first.
 # Under pytest-xdist the modules that start gunicorn (and nginx) run on one worker, one
 # after another: two clusters starting at once would crowd a 2-core box.
 pytestmark = pytest.mark.xdist_group("gunicorn")
+
+# Seconds between the mock's streamed pieces: a reply of ~16 pieces takes over a second, so
+# a buffering proxy would hold it back long enough for the reply to be recorded first.
 MOCK_STREAM_DELAY = 0.1
 SIGN_IN_LIMIT = 10  # per minute, per client address (webapp/blueprints/auth.py)
 APP_KEY_RPM = 4

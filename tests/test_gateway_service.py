@@ -322,3 +322,5 @@ def test_an_apps_change_feed_is_under_its_redis_prefix(_migrated: str, tmp_path:
     served = create_app(settings)
 
     assert served.extensions["gateway_change_feed"].channel == "blue:gateway:config-changed"
+    with served.app_context():
+        db.engine.dispose()

@@ -17,6 +17,7 @@ import httpx2
 import pytest
 
 from tests.support.chat_http import deltas_text, read_frames, send
+from tests.support.cluster import APP_VARIABLES, START_TIMEOUT
 from tests.support.net import free_port
 from tests.support.users import csrf_token
 from tests.support.waiting import wait_for
@@ -81,7 +82,11 @@ def gunicorn_server(
         yield url
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
 
 
 def test_a_stream_longer_than_the_worker_timeout_completes_while_others_are_served(
@@ -156,7 +161,7 @@ def test_the_dev_server_seeds_the_mock_at_its_own_port_and_a_reply_streams(
     url = f"http://127.0.0.1:{port}"
     database = tmp_path / "dev.sqlite3"
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("MODELDESK_", "MOCK_LLM_"))},
+        **{k: v for k, v in os.environ.items() if not k.startswith(APP_VARIABLES)},
         "DATABASE_URL": f"sqlite:///{database}",
         "SECRET_KEY": "dev-server-test-secret-0123456789abcdef",
         "MODELDESK_ENCRYPTION_KEY": "dev-server-test-key-0123456789abcdef",
@@ -172,7 +177,7 @@ def test_the_dev_server_seeds_the_mock_at_its_own_port_and_a_reply_streams(
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_until_up(url, process, log)
+        wait_until_up(url, process, log, seconds=START_TIMEOUT)
         with closing(sqlite3.connect(database)) as connection:
             (mock_base_url,) = connection.execute(
                 "SELECT base_url FROM llm_providers WHERE name = 'Mock (Local)'"
@@ -195,4 +200,8 @@ def test_the_dev_server_seeds_the_mock_at_its_own_port_and_a_reply_streams(
         assert frames[-1].event == "end" and "status-complete" in frames[-1].data
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)

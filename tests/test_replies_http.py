@@ -13,7 +13,7 @@ from typing import Any
 import httpx2
 import pytest
 from flask import Flask
-from sqlalchemy import event
+from sqlalchemy import delete, event
 
 from tests.support.app import LiveServer, live_app
 from tests.support.chat_http import (
@@ -35,7 +35,7 @@ from tests.support.net import SilentUpstream, TcpProxy
 from tests.support.users import csrf_token, session_of, signed_in_client
 from tests.support.waiting import wait_for
 from webapp.extensions import db as _db
-from webapp.models import ChatMessage, LLMModel
+from webapp.models import ChatMessage, Conversation, LLMModel
 from webapp.services import conversations as chats
 from webapp.services import replies, reply_limits, reply_recorder, reply_states
 
@@ -322,15 +322,36 @@ def test_deleting_a_user_stops_their_replies_first(
     assert _db.session.get(ChatMessage, message_id) is None
 
 
-def test_deleting_a_conversation_whose_reply_has_not_started_deletes_it(
+def test_a_deleted_conversations_reply_that_had_not_started_never_starts(
     live_server: LiveServer, member_http: httpx2.Client, silent: SilentUpstream
 ) -> None:
     message_id = send(member_http, silent_model(silent), "Hello?")
 
     delete_conversation_of(member_http, message_id)
 
+    assert member_http.get(f"/messages/{message_id}/stream").status_code == 404
     assert silent.requests == 0
     assert live_server.app.extensions["reply_runs"].running() == []
+
+
+def test_a_reply_deleted_in_another_process_is_stopped_by_the_process_writing_it(
+    live_server: LiveServer, member_http: httpx2.Client, silent: SilentUpstream
+) -> None:
+    """The delete's own Stop may go unheard (a lost bus message, a writer slower than the
+    wait): the writer's next look at the database finds the reply gone and stops it."""
+    message_id = send(member_http, silent_model(silent), "Hello?")
+    reader = Reader(member_http, message_id)
+    assert wait_for(lambda: silent.requests == 1)
+
+    conversation_id = _db.session.get(ChatMessage, message_id).conversation_id
+    _db.session.execute(delete(Conversation).where(Conversation.id == conversation_id))
+    _db.session.commit()
+
+    assert wait_for(lambda: silent.closed_at, timeout=20)
+    runs = live_server.app.extensions["reply_runs"]
+    assert wait_for(lambda: runs.get(message_id) is None)
+    reader.join()
+    assert reader.frames[-1].event == "end" and "Stopped" in reader.frames[-1].data
 
 
 # --- the database going away -----------------------------------------------------------------

@@ -25,11 +25,12 @@ from tests.support.mock_api import LONG_PROMPT, PIECE, mock_reply_pattern
 from tests.support.users import csrf_token, signed_in_at
 from tests.support.waiting import wait_for
 
-# Seconds between the mock's pieces: a reply to LONG_PROMPT (~15 pieces) takes about 3 s, so
-# it is still being written when the second process starts following it.
 # Under pytest-xdist the modules that start gunicorn (and nginx) run on one worker, one
 # after another: two clusters starting at once would crowd a 2-core box.
 pytestmark = pytest.mark.xdist_group("gunicorn")
+
+# Seconds between the mock's pieces: a reply to LONG_PROMPT (~15 pieces) takes about 3 s, so
+# it is still being written when the second process starts following it.
 MOCK_STREAM_DELAY = 0.2
 # MODELDESK_REPLY_BUS → how the second process says it follows the reply.
 BUSES = {"redis": "redis", "postgres": "postgres", "none": "database"}

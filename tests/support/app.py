@@ -31,7 +31,7 @@ def make_config(database_url: str, instance_path: str, **extra: Any) -> dict[str
         # their replies from 1 each and sign in as the same users, so a shared reply bus or
         # rate-limit counter would mix them up. Tests that want Redis say so.
         "REDIS_URL": None,
-        "RATELIMIT_STORAGE_URI": "memory://",
+        "RATELIMIT_STORAGE_URI": extra.get("REDIS_URL") or "memory://",
         "REPLY_BUS": "auto",
         **extra,
     }
@@ -58,10 +58,12 @@ def live_app(database_url: str, instance_path: str) -> Iterator[LiveServer]:
     try:
         yield server
     finally:
-        server.stop()
-        stop_replies(served)
-        with served.app_context():
-            _db.engine.dispose()
+        try:
+            server.stop()
+        finally:
+            stop_replies(served)
+            with served.app_context():
+                _db.engine.dispose()
 
 
 class LiveServer:

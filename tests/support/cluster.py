@@ -42,7 +42,7 @@ REQUIRE_SERVICES = "MODELDESK_REQUIRE_SERVICES"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 # Settings of the developer's own shell must not leak into the instances.
-_OWN_VARIABLES = ("MODELDESK_", "MOCK_LLM_", "RATELIMIT_", "DATABASE_URL", "REDIS_URL", "PORT")
+APP_VARIABLES = ("MODELDESK_", "MOCK_LLM_", "RATELIMIT_", "DATABASE_URL", "REDIS_URL", "PORT")
 
 
 def require_service(available: bool, reason: str) -> None:
@@ -187,7 +187,7 @@ class Cluster:
 
     def environment(self) -> dict[str, str]:
         """What every instance and every `flask` command runs with."""
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_VARIABLES)}
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(APP_VARIABLES)}
         return {
             **inherited,
             "HOME": str(self.workdir),

@@ -43,8 +43,6 @@ def postgres_database_beside(url: str, suffix: str) -> Iterator[str]:
 
 def create_database(server_url: str, name: str) -> str:
     """A new PostgreSQL database `name` on the server of `server_url`; returns its URL."""
-    # PostgreSQL cuts longer names silently: two of them could become one.
-    assert len(name.encode()) <= 63, f"database name too long: {name}"
     _as_admin(server_url, "CREATE DATABASE {}", name)
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
@@ -55,6 +53,8 @@ def drop_database(server_url: str, name: str) -> None:
 
 
 def _as_admin(server_url: str, statement: str, name: str) -> None:
+    # PostgreSQL cuts longer names silently: two of them could become one (and be dropped).
+    assert len(name.encode()) <= 63, f"database name too long: {name}"
     admin = make_url(server_url).set(drivername="postgresql", database="postgres")
     # CREATE / DROP DATABASE cannot run inside a transaction.
     with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:

@@ -156,10 +156,11 @@ def set_fit_history(conversation_id: int) -> ResponseReturnValue:
 
 @bp.post("/c/<id:conversation_id>/delete")
 def delete(conversation_id: int) -> ResponseReturnValue:
-    conversation = _own_conversation(conversation_id)
-    title = conversation.title
-    reply_runs.stop_unfinished(Conversation.id == conversation.id)
-    chats.delete_conversation(conversation)
+    title = _own_conversation(conversation_id).title
+    # By id from here: stopping commits, and a second tab may delete it meanwhile.
+    owned = (Conversation.id == conversation_id) & (Conversation.user_id == current_user.id)
+    reply_runs.stop_unfinished(owned)
+    chats.delete_conversations(owned)
     flash(f"Deleted “{title}”.", "success")
     return redirect_for_htmx(url_for("chat.index"))
 
@@ -376,9 +377,10 @@ def show_message(message_id: int) -> ResponseReturnValue:
 def stop_message(message_id: int) -> ResponseReturnValue:
     """Stop pressed, in any tab: the reply ends as stopped wherever it is being written, and
     this answers with it as saved."""
-    message = _own_message(message_id)
-    reply_runs.stop(message)
-    return render_template("chat/_message.html", message=message)
+    stopped = reply_runs.stop(_own_message(message_id).id)
+    if stopped is None:  # its conversation was deleted meanwhile
+        abort(404)
+    return render_template("chat/_message.html", message=stopped)
 
 
 @bp.get("/messages/<id:message_id>/stream")

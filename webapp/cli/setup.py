@@ -97,7 +97,7 @@ def up_command(host: str, port: int) -> None:
     """
     upgrade()
     config = current_app.config
-    served = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    served = _address_served(host, port)
     if not os.environ.get("MOCK_LLM_BASE_URL", "").strip():
         config["MOCK_LLM_BASE_URL"] = served
     with acting_as("flask up"):
@@ -113,6 +113,13 @@ def up_command(host: str, port: int) -> None:
             f"note: the {MOCK_PROVIDER_NAME} provider points at {mock}, not {expected}: "
             "edit its base URL on the Providers page, or serve on that port"
         )
-    click.echo(f"ModelDesk on http://{host}:{port}/")
+    click.echo(f"ModelDesk on {served}/")
     # Threaded: the chat streams while the same process answers the mock provider.
     run_simple(host, port, current_app._get_current_object(), threaded=True)
+
+
+def _address_served(host: str, port: int) -> str:
+    """The URL this machine reaches a server bound to HOST:PORT at (a wildcard bind is
+    reached on loopback; an IPv6 address goes in brackets)."""
+    reached = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{reached}]:{port}" if ":" in reached else f"http://{reached}:{port}"

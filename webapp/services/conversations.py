@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import contains_eager
 
 from webapp.extensions import db
@@ -107,10 +107,10 @@ def set_fit_history(conversation: Conversation, fit: bool) -> None:
     db.session.commit()
 
 
-def delete_conversation(conversation: Conversation) -> None:
-    """Delete the conversation and its messages (by the foreign key's cascade). Deleting one
-    that another request deleted meanwhile (a second tab) is no error."""
-    db.session.execute(delete(Conversation).where(Conversation.id == conversation.id))
+def delete_conversations(where: ColumnElement[bool]) -> None:
+    """Delete the conversations `where` picks and their messages (by the foreign key's
+    cascade). One that another request deleted meanwhile (a second tab) is no error."""
+    db.session.execute(delete(Conversation).where(where))
     db.session.commit()
 
 

@@ -156,17 +156,21 @@ def _saved(engine: Engine, message_id: int) -> ChatMessage | None:
         return session.get(ChatMessage, message_id)
 
 
-def request_stop_elsewhere(engine: Engine, bus: ReplyBus | None, message_id: int) -> None:
+def request_stop_elsewhere(engine: Engine, bus: ReplyBus | None, message_id: int) -> bool:
     """Stop pressed for a reply another process writes: say so in the database (which that
-    process checks) and on the bus (which it hears at once)."""
+    process checks) and on the bus (which it hears at once). False, saying nothing, when the
+    reply is not being written (any more)."""
     with engine.begin() as connection:
-        connection.execute(
+        flagged = connection.execute(
             update(ChatMessage)
             .where(ChatMessage.id == message_id, ChatMessage.status == "streaming")
             .values(stop_requested_at=utcnow())
-        )
+        ).rowcount
+    if not flagged:
+        return False
     if bus is not None:
         bus.publish(BusMessage(message_id, "stop"))
+    return True
 
 
 def wait_until_saved(engine: Engine, message_id: int, timeout: float) -> bool:

@@ -255,16 +255,18 @@ def _lost(message_id: int) -> ChatMessage:
 
 
 def _stop_requested(engine: Engine, message_ids: list[int]) -> list[int]:
-    """Which of these replies had Stop pressed in another process."""
+    """Which of these replies had Stop pressed in another process, or are gone (deleted with
+    their conversation or user there, the stop that came first unheard in time)."""
     query = select(ChatMessage.id).where(
-        ChatMessage.id.in_(message_ids), ChatMessage.stop_requested_at.is_not(None)
+        ChatMessage.id.in_(message_ids), ChatMessage.stop_requested_at.is_(None)
     )
     try:
         with engine.connect() as connection:
-            return list(connection.scalars(query))
+            wanted = set(connection.scalars(query))
     except Exception as error:  # the database away: check again later
         log.warning("could not check replies for a stop: %s", error)
         return []
+    return [message_id for message_id in message_ids if message_id not in wanted]
 
 
 # --- what the views call ------------------------------------------------------------------------
@@ -367,12 +369,13 @@ def stop_unfinished(where: ColumnElement[bool]) -> None:
     stop_replies(unfinished)
 
 
-def stop(message: ChatMessage) -> None:
+def stop(message_id: int) -> ChatMessage | None:
     """Stop pressed, in whichever tab or process: the reply ends as stopped, keeping its
-    text, and its provider call is closed. Returns once it is saved (or after a few
-    seconds, when the process writing it does not answer)."""
-    stop_replies([message.id])
-    db.session.refresh(message)
+    text, and its provider call is closed. Returns it once it is saved (or as it is after a
+    few seconds, when the process writing it does not answer); None when it was deleted
+    meanwhile."""
+    stop_replies([message_id])
+    return db.session.get(ChatMessage, message_id, populate_existing=True)
 
 
 def stop_replies(message_ids: Sequence[int]) -> None:
@@ -388,10 +391,9 @@ def stop_replies(message_ids: Sequence[int]) -> None:
         if run is not None:
             run.stop()
             waits.append(run.wait)
-        else:
-            # Claimed elsewhere, perhaps since it was read (the flag is only set on a reply
-            # still streaming: one that ended meanwhile is left as it is).
-            request_stop_elsewhere(db.engine, runs().bus, message_id)
+        elif request_stop_elsewhere(db.engine, runs().bus, message_id):
+            # Claimed elsewhere, perhaps since it was read (one that ended meanwhile, or was
+            # never claimed, is left as it is).
             waits.append(partial(wait_until_saved, db.engine, message_id))
     for wait in waits:
         wait(max(0.0, deadline - time.monotonic()))
