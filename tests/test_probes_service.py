@@ -4,7 +4,6 @@ answer truthfully, and stub providers that ignore features, fail or stay silent.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -165,9 +164,7 @@ def test_timeouts_server_errors_and_unrelated_refusals_tell_nothing(app: Flask, 
     stub = StubUpstream({"stream": "hang", "tools": "500", "response_format": "401"})
     for server in serve(stub):
         model = stub_model(server)
-        start = time.perf_counter()
         report = probe_model(model, time_limit=0.5)
-        elapsed = time.perf_counter() - start
 
     assert report.observed == dict.fromkeys(CAPABILITY_COLUMNS, None)
     assert {o.outcome for o in report.observations} == {"unknown"}
@@ -182,8 +179,6 @@ def test_timeouts_server_errors_and_unrelated_refusals_tell_nothing(app: Flask, 
         "could not tell: the provider answered HTTP 401: invalid api key "
         "(the refusal does not name this feature)"
     )
-    # The probes run at once: one time limit, not five in a row.
-    assert elapsed < 2.5
 
 
 def test_a_reply_cut_at_max_tokens_tells_nothing_and_secrets_are_masked(
@@ -208,13 +203,12 @@ def test_a_reply_cut_at_max_tokens_tells_nothing_and_secrets_are_masked(
 def test_probes_run_concurrently(app: Flask, db: Any) -> None:
     stub = StubUpstream(dict.fromkeys(("stream", "tools", "response_format"), "hang"))
     for server in serve(stub):
-        start = time.perf_counter()
         report = probe_model(stub_model(server), time_limit=1.0)
-        elapsed = time.perf_counter() - start
 
     assert report.observed == dict.fromkeys(CAPABILITY_COLUMNS, None)
     assert len(stub.bodies) == 5
-    assert elapsed < 3.0  # five 1-second limits in a row would be 5 s
+    # All five waited on the provider at once: one after another, one would be waiting.
+    assert stub.most_hanging == 5
 
 
 def test_apply_changes_only_the_flags_observed_true_or_false(app: Flask, db: Any) -> None:

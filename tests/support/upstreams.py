@@ -44,6 +44,9 @@ class StubUpstream:
         self._lock = threading.Lock()
         # Set when the test is done, so a "hang" ends with the test, not seconds later.
         self.released = threading.Event()
+        # The most requests hanging at one moment (calls made at once, not one after another).
+        self.most_hanging = 0
+        self._hanging = 0
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -54,7 +57,7 @@ class StubUpstream:
             self.bodies.append(body)
         how = self.behaviour.get(feature_of(body), "text")
         if how == "hang":
-            self.released.wait(HANG_SECONDS)
+            self._hang()
             how = "text"
         if how in ("500", "401"):
             message = "internal error" if how == "500" else "invalid api key"
@@ -68,6 +71,16 @@ class StubUpstream:
             pieces = [REPLY[i : i + 10] for i in range(0, len(REPLY), 10)]
             return _sse(start_response, body["model"], pieces if how == "stream" else [REPLY])
         return _json(start_response, 200, _completion(body["model"], REPLY))
+
+    def _hang(self) -> None:
+        with self._lock:
+            self._hanging += 1
+            self.most_hanging = max(self.most_hanging, self._hanging)
+        try:
+            self.released.wait(HANG_SECONDS)
+        finally:
+            with self._lock:
+                self._hanging -= 1
 
 
 def _completion(model: str, content: str, finish_reason: str = "stop") -> dict[str, Any]:
