@@ -19,18 +19,19 @@ from webapp.llm.budget import (
     estimate_prompt_tokens,
 )
 from webapp.llm.language import language_policy
+from webapp.llm.options import (
+    CALL_LAYER,
+    REQUEST_ONLY_OPTIONS,
+    MergedOptions,
+    merge_options,
+    set_by,
+)
 from webapp.llm.results import Result
+from webapp.llm.rules import Invalid, invalid, unsupported
 from webapp.llm.secrets import MASK
 from webapp.llm.specs import ModelSpec, PresetSpec
 
 MESSAGE_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
-# Keys a caller's llm_options may not set: streaming is chosen by run_chat vs stream_chat.
-CALLER_FORBIDDEN_OPTIONS = frozenset({"stream", "stream_options"})
-# Keys the service owns; silently dropped from merged options.
-SERVICE_OWNED_OPTIONS = frozenset({"model", "messages"})
-# Keys an API caller (the gateway) owns outright: taken from its request only, never from
-# the provider's defaults or a preset, because they describe that caller's own conversation.
-REQUEST_ONLY_OPTIONS = frozenset({"tools", "tool_choice", "response_format", "stream_options"})
 
 
 @dataclass(frozen=True)
@@ -48,39 +49,11 @@ class PreparedChat:
         return self.llm_model.provider.secrets
 
 
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge nested dicts key by key; any other value in `override` replaces the base's."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def _string_keys(value: Any) -> Any:
     """Context may use str or enum-like keys (the spec's symbols); normalize to str."""
     if isinstance(value, Mapping):
         return {str(getattr(k, "value", k)): _string_keys(v) for k, v in value.items()}
     return value
-
-
-class _Invalid(Exception):
-    """Internal: input rejected before sending; carries the Result to return."""
-
-    def __init__(self, result: Result) -> None:
-        super().__init__(result.errors)
-        self.result = result
-
-
-def _invalid(message: str) -> _Invalid:
-    return _Invalid(Result.failure(codes.INVALID_INPUT, message))
-
-
-def _unsupported(message: str, parameter: str) -> _Invalid:
-    """A capability the model lacks; `unsupported_parameter` names the option asked for."""
-    return _Invalid(Result.failure(codes.INVALID_INPUT, message, unsupported_parameter=parameter))
 
 
 def _check_types(
@@ -93,32 +66,32 @@ def _check_types(
     request_options: Any,
 ) -> None:
     if not isinstance(llm_model, ModelSpec):
-        raise _invalid("llm_model must be a ModelSpec")
+        raise invalid("llm_model must be a ModelSpec")
     for name, value in (("user_text", user_text), ("system", system)):
         if value is not None and not isinstance(value, str):
-            raise _invalid(f"{name} must be a string")
+            raise invalid(f"{name} must be a string")
     if history is not None and not isinstance(history, list | tuple):
-        raise _invalid("history must be a list of messages")
+        raise invalid("history must be a list of messages")
     mappings = (("context", context), ("llm_options", llm_options))
     for name, value in (*mappings, ("request_options", request_options)):
         if value is not None and not isinstance(value, Mapping):
-            raise _invalid(f"{name} must be a mapping")
+            raise invalid(f"{name} must be a mapping")
     unknown = sorted(set(request_options or ()) - REQUEST_ONLY_OPTIONS)
     if unknown:
-        raise _invalid(f"request_options may not set {', '.join(unknown)}")
+        raise invalid(f"request_options may not set {', '.join(unknown)}")
 
 
 def _resolve_preset(llm_model: ModelSpec, preset: Any, preset_key: Any) -> PresetSpec | None:
     """Explicit preset > preset_key > the model's default preset, if any."""
     if preset is not None:
         if not isinstance(preset, PresetSpec) or preset not in llm_model.presets:
-            raise _invalid("preset does not belong to this model")
+            raise invalid("preset does not belong to this model")
         return preset
     if preset_key is None:
         return llm_model.default_preset
     found = llm_model.preset_with_key(str(preset_key))
     if found is None:
-        raise _Invalid(
+        raise Invalid(
             Result.failure(
                 codes.PRESET_NOT_FOUND, f"no preset with key {preset_key!r} for this model"
             )
@@ -126,77 +99,19 @@ def _resolve_preset(llm_model: ModelSpec, preset: Any, preset_key: Any) -> Prese
     return found
 
 
-# Who set an option: a layer of the merge, named in errors ("set by preset \"strict\"").
-CALL_LAYER = "the call"
-
-
-def provider_layer(llm_model: ModelSpec) -> str:
-    return f'provider "{llm_model.provider.name}" defaults'
-
-
-def preset_layer(preset: PresetSpec) -> str:
-    return f'preset "{preset.key or preset.name}"'
-
-
-@dataclass(frozen=True)
-class MergedOptions:
-    """The merged options, and for each top-level key the layer(s) that set it."""
-
-    options: dict[str, Any]
-    origins: dict[str, str]
-
-
-def _without(values: Mapping[str, Any], keys: frozenset[str]) -> dict[str, Any]:
-    return {key: value for key, value in values.items() if key not in keys}
-
-
-def _merge_options(
-    llm_model: ModelSpec,
-    preset: PresetSpec | None,
-    llm_options: Mapping[str, Any] | None,
-    request_options: Mapping[str, Any] | None,
-) -> MergedOptions:
-    requested = dict(llm_options or {})
-    forbidden = sorted(CALLER_FORBIDDEN_OPTIONS & requested.keys())
-    if forbidden:
-        raise _invalid(f"{CALL_LAYER}'s llm_options may not set {', '.join(forbidden)}")
-    # With request_options, the request-only keys come from there and nowhere else.
-    owned = REQUEST_ONLY_OPTIONS if request_options is not None else frozenset()
-    layers: list[tuple[str, Mapping[str, Any]]] = [
-        (provider_layer(llm_model), _without(llm_model.provider.llm_options_defaults, owned))
-    ]
-    if preset is not None:
-        layers.append((preset_layer(preset), _without(preset.llm_options_overrides, owned)))
-    layers.append((CALL_LAYER, _without(requested, owned)))
-    stream_options = frozenset({"stream_options"})
-    layers.append((CALL_LAYER, _without(request_options or {}, stream_options)))
-    merged: dict[str, Any] = {}
-    origins: dict[str, str] = {}
-    for layer, values in layers:
-        for key, value in values.items():
-            # A mapping merged into a mapping keeps both layers' keys: both set it.
-            both = isinstance(value, Mapping) and isinstance(merged.get(key), Mapping)
-            origins[key] = f"{origins[key]} and {layer}" if both else layer
-        merged = deep_merge(merged, values)
-    options = {k: v for k, v in merged.items() if k not in SERVICE_OWNED_OPTIONS}
-    return MergedOptions(options, {k: origins[k] for k in options})
-
-
 def _checked_messages(items: Any, name: str) -> list[dict[str, Any]]:
     """Role/content dicts as the API takes them; tool calls and tool results pass through."""
     if not isinstance(items, list | tuple):
-        raise _invalid(f"{name} must be a list of messages")
+        raise invalid(f"{name} must be a list of messages")
     checked: list[dict[str, Any]] = []
     for index, message in enumerate(items):
         if not isinstance(message, Mapping):
-            raise _invalid(f"{name}[{index}] must be a mapping with role and content")
+            raise invalid(f"{name}[{index}] must be a mapping with role and content")
         role, content = message.get("role"), message.get("content")
         if role not in MESSAGE_ROLES:
-            raise _invalid(
-                f"{name}[{index}].role must be one of {', '.join(sorted(MESSAGE_ROLES))}"
-            )
+            raise invalid(f"{name}[{index}].role must be one of {', '.join(sorted(MESSAGE_ROLES))}")
         if content is not None and not isinstance(content, str | list):
-            raise _invalid(f"{name}[{index}].content must be a string or a list of parts")
+            raise invalid(f"{name}[{index}].content must be a string or a list of parts")
         checked.append(dict(message))
     return checked
 
@@ -220,7 +135,7 @@ def _build_messages(
 
 def _with_prompt(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if not any(m["role"] != "system" for m in messages):
-        raise _Invalid(Result.failure(codes.EMPTY_PROMPT, "there is no prompt to send"))
+        raise Invalid(Result.failure(codes.EMPTY_PROMPT, "there is no prompt to send"))
     return messages
 
 
@@ -229,15 +144,11 @@ def _whole_conversation(
 ) -> list[dict[str, Any]]:
     """An API caller's own `messages` list, sent as it is (after the language instruction)."""
     if any(value is not None for value in separate_inputs):
-        raise _invalid("messages cannot be combined with system, history or user_text")
+        raise invalid("messages cannot be combined with system, history or user_text")
     instruction = [{"role": "system", "content": language_instruction}]
     return _with_prompt(
         (instruction if language_instruction else []) + _checked_messages(messages, "messages")
     )
-
-
-def _set_by(origins: Mapping[str, str], key: str) -> str:
-    return f"{key} (set by {origins.get(key, CALL_LAYER)})"
 
 
 def _preflight(
@@ -250,31 +161,31 @@ def _preflight(
     response_format = options.get("response_format")
     streaming = f"streaming (set by {CALL_LAYER})"
     if stream and not llm_model.supports_streaming:
-        raise _unsupported(f"{streaming} is not supported by {name}", "stream")
+        raise unsupported(f"{streaming} is not supported by {name}", "stream")
     if tools and not llm_model.supports_tool_calling:
-        raise _unsupported(
-            f"{_set_by(origins, 'tools')}: {name} does not support tool calling", "tools"
+        raise unsupported(
+            f"{set_by(origins, 'tools')}: {name} does not support tool calling", "tools"
         )
     if response_format is not None:
         kind = response_format.get("type") if isinstance(response_format, Mapping) else None
         option = f"response_format {kind} (set by {origins.get('response_format', CALL_LAYER)})"
         if kind == "json_object" and not llm_model.supports_response_format_json_object:
-            raise _unsupported(f"{option} is not supported by {name}", "response_format")
+            raise unsupported(f"{option} is not supported by {name}", "response_format")
         if kind == "json_schema" and not llm_model.supports_response_format_json_schema:
-            raise _unsupported(f"{option} is not supported by {name}", "response_format")
+            raise unsupported(f"{option} is not supported by {name}", "response_format")
         if kind not in ("text", "json_object", "json_schema"):
-            raise _invalid(
-                f"{_set_by(origins, 'response_format')}: its type must be text, json_object "
+            raise invalid(
+                f"{set_by(origins, 'response_format')}: its type must be text, json_object "
                 "or json_schema"
             )
     if tools and response_format is not None:
-        raise _invalid(
-            f"{_set_by(origins, 'tools')} and {_set_by(origins, 'response_format')} "
+        raise invalid(
+            f"{set_by(origins, 'tools')} and {set_by(origins, 'response_format')} "
             "cannot be used together"
         )
     if stream and (tools or response_format is not None):
-        other = _set_by(origins, "tools" if tools else "response_format")
-        raise _invalid(f"{streaming} cannot be combined with {other}")
+        other = set_by(origins, "tools" if tools else "response_format")
+        raise invalid(f"{streaming} cannot be combined with {other}")
     if not llm_model.supports_parallel_tool_calls:
         options.pop("parallel_tool_calls", None)
     elif response_format is not None:
@@ -289,7 +200,7 @@ def _reserve_tokens(options: Mapping[str, Any], origins: Mapping[str, str]) -> i
     if reserve is None:
         return 0
     if isinstance(reserve, bool) or not isinstance(reserve, int) or reserve < 0:
-        raise _invalid(f"{_set_by(origins, key)} must be a non-negative integer")
+        raise invalid(f"{set_by(origins, key)} must be a non-negative integer")
     return reserve
 
 
@@ -333,7 +244,7 @@ def _check_budget(
 ) -> None:
     budget = _budget(llm_model, messages, options, context)
     if budget.exceeded:
-        raise _Invalid(
+        raise Invalid(
             Result.failure(
                 codes.PROMPT_TOO_LONG,
                 f"prompt is too long: about {budget.estimated_tokens} tokens, "
@@ -374,13 +285,13 @@ def _draft(
     request_options: Any = None,
     allow_disabled: bool = False,
 ) -> _Draft:
-    """Types, enabled gate, preset, option merge, messages: raises _Invalid on a rule."""
+    """Types, enabled gate, preset, option merge, messages: raises Invalid on a rule."""
     _check_types(llm_model, user_text, history, system, context, llm_options, request_options)
     if not llm_model.enabled and not allow_disabled:
-        raise _Invalid(Result.failure(codes.MODEL_DISABLED, f"{llm_model.name} is disabled"))
+        raise Invalid(Result.failure(codes.MODEL_DISABLED, f"{llm_model.name} is disabled"))
     context = _string_keys(context or {})
     chosen_preset = _resolve_preset(llm_model, preset, preset_key)
-    options = _merge_options(llm_model, chosen_preset, llm_options, request_options)
+    options = merge_options(llm_model, chosen_preset, llm_options, request_options)
     policy = language_policy(context.get("language_policy"))
     if messages is None:
         built = _build_messages(system, policy.instruction, history, user_text)
@@ -388,7 +299,7 @@ def _draft(
         built = _whole_conversation(messages, policy.instruction, (system, history, user_text))
     stream_options = (request_options or {}).get("stream_options") or {}
     if not isinstance(stream_options, Mapping):
-        raise _invalid("stream_options must be a mapping")
+        raise invalid("stream_options must be a mapping")
     return _Draft(chosen_preset, options, built, context, policy.warning, stream_options)
 
 
@@ -408,7 +319,7 @@ def prepare_chat(
         draft = _draft(llm_model, **inputs)
         _preflight(llm_model, draft.options.options, stream, draft.options.origins)
         _check_budget(llm_model, draft.messages, draft.options, draft.context)
-    except _Invalid as invalid:
+    except Invalid as invalid:
         return invalid.result
     request: dict[str, Any] = {"model": llm_model.model, "messages": draft.messages}
     request |= draft.options.options
@@ -439,7 +350,7 @@ def preview_prompt_budget(llm_model: ModelSpec, **inputs: Any) -> Result:
         budget = _budget(
             llm_model, draft.messages, draft.options, draft.context, count_unlimited=True
         )
-    except _Invalid as invalid:
+    except Invalid as invalid:
         return invalid.result
     return Result.ok(
         estimated_tokens=budget.estimated_tokens,
@@ -466,7 +377,7 @@ def fit_history(llm_model: ModelSpec, **inputs: Any) -> Result:
     try:
         draft = _draft(llm_model, **inputs)
         budget = _budget(llm_model, draft.messages, draft.options, draft.context)
-    except _Invalid as invalid:
+    except Invalid as invalid:
         return invalid.result
     history = list(inputs.get("history") or [])
     if not budget.exceeded or budget.estimated_tokens is None:

@@ -32,7 +32,8 @@ from webapp.llm.budget import default_estimator, estimate_prompt_tokens
 from webapp.llm.clients import client_for
 from webapp.llm.errors import describe_upstream_error
 from webapp.llm.network import Cancellation
-from webapp.llm.prepare import REQUEST_ONLY_OPTIONS, PreparedChat, prepare_chat
+from webapp.llm.options import REQUEST_ONLY_OPTIONS
+from webapp.llm.prepare import PreparedChat, prepare_chat
 from webapp.llm.relay import RelayOutcome, StreamRelay, estimate_tokens, open_stream, send_raw
 from webapp.llm.results import Result
 from webapp.models.gateway import AppKey
