@@ -17,30 +17,14 @@ import httpx2
 import pytest
 
 from tests.support.chat_http import deltas_text, read_frames, send
-from tests.support.cluster import APP_VARIABLES, START_TIMEOUT
+from tests.support.cluster import APP_VARIABLES, start_process, wait_healthy
 from tests.support.net import free_port
 from tests.support.users import csrf_token
-from tests.support.waiting import wait_for
 
 # Under pytest-xdist the modules that start gunicorn (and nginx) run on one worker, one
 # after another: two clusters starting at once would crowd a 2-core box.
 pytestmark = pytest.mark.xdist_group("gunicorn")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def wait_until_up(
-    url: str, process: subprocess.Popen[bytes], log: Path, seconds: float = 30
-) -> None:
-
-    def up() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited: {log.read_text()}")
-        try:
-            return httpx2.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx2.TransportError:
-            return False
-
-    assert wait_for(up, timeout=seconds, interval=0.2), f"no answer: {log.read_text()}"
 
 
 @pytest.fixture(scope="module")
@@ -67,26 +51,15 @@ def gunicorn_server(
         "MODELDESK_WORKER_TIMEOUT": "2",
         "HOME": str(tmp_path),
     }
-    log = tmp_path / "gunicorn.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--no-control-socket", "wsgi:app"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    command = [sys.executable, "-m", "gunicorn", "--no-control-socket", "wsgi:app"]
+    server = start_process("gunicorn", command, env, tmp_path / "gunicorn.log")
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(url, process, log)
+        wait_healthy(url, server)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
+        server.terminate()
+        server.wait_ended()
 
 
 def test_a_stream_longer_than_the_worker_timeout_completes_while_others_are_served(
@@ -167,17 +140,10 @@ def test_the_dev_server_seeds_the_mock_at_its_own_port_and_a_reply_streams(
         "MODELDESK_ENCRYPTION_KEY": "dev-server-test-key-0123456789abcdef",
         "HOME": str(tmp_path),
     }
-    log = tmp_path / "up.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "up", "--port", str(port)],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    command = [sys.executable, "-m", "flask", "--app", "wsgi", "up", "--port", str(port)]
+    server = start_process("flask up", command, env, tmp_path / "up.log")
     try:
-        wait_until_up(url, process, log, seconds=START_TIMEOUT)
+        wait_healthy(url, server)
         with closing(sqlite3.connect(database)) as connection:
             (mock_base_url,) = connection.execute(
                 "SELECT base_url FROM llm_providers WHERE name = 'Mock (Local)'"
@@ -199,9 +165,5 @@ def test_the_dev_server_seeds_the_mock_at_its_own_port_and_a_reply_streams(
         assert deltas_text(frames).startswith("Mock response (model=mock)")
         assert frames[-1].event == "end" and "status-complete" in frames[-1].data
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
+        server.terminate()
+        server.wait_ended()

@@ -63,12 +63,12 @@ class Reader:
 
     def __init__(self, client: httpx2.Client, message_id: int) -> None:
         self.frames: list[Any] = []
-        self._client, self._message_id = client, message_id
+        self._client, self.message_id = client, message_id
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
     def _read(self) -> None:
-        with self._client.stream("GET", f"/messages/{self._message_id}/stream") as response:
+        with self._client.stream("GET", f"/messages/{self.message_id}/stream") as response:
             for frame in read_frames(response.iter_lines()):
                 self.frames.append(frame)
 
@@ -258,21 +258,37 @@ def delete_conversation_of(client: httpx2.Client, message_id: int) -> None:
     assert _db.session.get(ChatMessage, message_id) is None
 
 
+def reply_in_flight(
+    live_server: LiveServer, client: httpx2.Client, silent: SilentUpstream
+) -> tuple[int, Reader]:
+    """A reply waiting on the silent provider, its page following it."""
+    set_limits(live_server, heartbeat_seconds=0.1)
+    message_id = send(client, silent_model(silent), "Hello?")
+    reader = Reader(client, message_id)
+    assert wait_for(lambda: silent.requests == 1)
+    return message_id, reader
+
+
+def assert_stopped(
+    silent: SilentUpstream, reader: Reader, *, within: float = 10, runs: Any = None
+) -> None:
+    """The provider call was closed, the run (when given its process's runs) is over, and
+    the page following the reply got its end as stopped."""
+    assert wait_for(lambda: silent.closed_at, timeout=within)
+    if runs is not None:
+        assert wait_for(lambda: runs.get(reader.message_id) is None)
+    reader.join()
+    assert reader.frames[-1].event == "end" and "Stopped" in reader.frames[-1].data
+
+
 def test_deleting_a_conversation_stops_its_reply_and_the_provider_call(
     live_server: LiveServer, member_http: httpx2.Client, silent: SilentUpstream
 ) -> None:
-    set_limits(live_server, heartbeat_seconds=0.1)
-    message_id = send(member_http, silent_model(silent), "Hello?")
-    reader = Reader(member_http, message_id)
-    assert wait_for(lambda: silent.requests == 1)
+    message_id, reader = reply_in_flight(live_server, member_http, silent)
 
     delete_conversation_of(member_http, message_id)
 
-    assert wait_for(lambda: silent.closed_at, timeout=10)
-    runs = live_server.app.extensions["reply_runs"]
-    assert wait_for(lambda: runs.get(message_id) is None)
-    reader.join()  # the page following it got its end
-    assert reader.frames[-1].event == "end" and "Stopped" in reader.frames[-1].data
+    assert_stopped(silent, reader, runs=live_server.app.extensions["reply_runs"])
 
 
 def test_deleting_a_conversation_on_another_worker_stops_the_reply_this_one_writes(
@@ -282,10 +298,7 @@ def test_deleting_a_conversation_on_another_worker_stops_the_reply_this_one_writ
     app: Flask,
     tmp_path: Any,
 ) -> None:
-    set_limits(live_server, heartbeat_seconds=0.1)
-    message_id = send(member_http, silent_model(silent), "Hello?")
-    reader = Reader(member_http, message_id)
-    assert wait_for(lambda: silent.requests == 1)
+    message_id, reader = reply_in_flight(live_server, member_http, silent)
     # Another process of the same deployment: its own runs, the same database and secret.
     database_url = app.config["SQLALCHEMY_DATABASE_URI"]
     with (
@@ -294,9 +307,7 @@ def test_deleting_a_conversation_on_another_worker_stops_the_reply_this_one_writ
     ):
         delete_conversation_of(elsewhere, message_id)
 
-    assert wait_for(lambda: silent.closed_at, timeout=10)
-    reader.join()
-    assert reader.frames[-1].event == "end" and "Stopped" in reader.frames[-1].data
+    assert_stopped(silent, reader)
 
 
 def test_deleting_a_user_stops_their_replies_first(
@@ -306,18 +317,13 @@ def test_deleting_a_user_stops_their_replies_first(
     member: Any,
     silent: SilentUpstream,
 ) -> None:
-    set_limits(live_server, heartbeat_seconds=0.1)
-    message_id = send(member_http, silent_model(silent), "Hello?")
-    reader = Reader(member_http, message_id)
-    assert wait_for(lambda: silent.requests == 1)
+    message_id, reader = reply_in_flight(live_server, member_http, silent)
 
     headers = {"HX-Request": "true", "X-CSRFToken": csrf_token(admin_http)}
     deleted = admin_http.post(f"/users/{member.id}/delete", headers=headers)
 
     assert deleted.status_code == 204
-    assert wait_for(lambda: silent.closed_at, timeout=10)
-    reader.join()
-    assert reader.frames[-1].event == "end" and "Stopped" in reader.frames[-1].data
+    assert_stopped(silent, reader)
     _db.session.expire_all()
     assert _db.session.get(ChatMessage, message_id) is None
 
@@ -339,19 +345,13 @@ def test_a_reply_deleted_in_another_process_is_stopped_by_the_process_writing_it
 ) -> None:
     """The delete's own Stop may go unheard (a lost bus message, a writer slower than the
     wait): the writer's next look at the database finds the reply gone and stops it."""
-    message_id = send(member_http, silent_model(silent), "Hello?")
-    reader = Reader(member_http, message_id)
-    assert wait_for(lambda: silent.requests == 1)
+    message_id, reader = reply_in_flight(live_server, member_http, silent)
 
     conversation_id = _db.session.get(ChatMessage, message_id).conversation_id
     _db.session.execute(delete(Conversation).where(Conversation.id == conversation_id))
     _db.session.commit()
 
-    assert wait_for(lambda: silent.closed_at, timeout=20)
-    runs = live_server.app.extensions["reply_runs"]
-    assert wait_for(lambda: runs.get(message_id) is None)
-    reader.join()
-    assert reader.frames[-1].event == "end" and "Stopped" in reader.frames[-1].data
+    assert_stopped(silent, reader, within=20, runs=live_server.app.extensions["reply_runs"])
 
 
 # --- the database going away -----------------------------------------------------------------

@@ -147,6 +147,22 @@ def start_process(name: str, command: list[str], env: dict[str, str], log: Path)
     return Process(name, popen, log)
 
 
+def wait_healthy(url: str, process: Process) -> None:
+    """Return once the server `process` runs answers /healthz at `url`; fail with its log if
+    it exits first or stays silent for START_TIMEOUT."""
+
+    def healthy() -> bool:
+        process.check_running()
+        try:
+            return httpx2.get(f"{url}/healthz", timeout=2).status_code == 200
+        except httpx2.TransportError:
+            return False
+
+    assert wait_for(healthy, timeout=START_TIMEOUT, interval=0.1), (
+        f"{process.name} did not answer /healthz: {process.log.read_text(errors='replace')}"
+    )
+
+
 @dataclass
 class Instance:
     name: str
@@ -254,9 +270,9 @@ class Cluster:
             self._nginx_process = self._start_nginx()
         for instance in self.instances:
             assert instance.process is not None
-            self._wait_healthy(instance.url, instance.process)
+            wait_healthy(instance.url, instance.process)
         if self._nginx_process is not None:
-            self._wait_healthy(self.url, self._nginx_process)
+            wait_healthy(self.url, self._nginx_process)
 
     def stop(self) -> None:
         """nginx first (no new requests), then the instances together; also after a failed
@@ -320,19 +336,6 @@ class Cluster:
             f"daemon off; pid {prefix / 'nginx.pid'};",
         ]
         return start_process("nginx", command, dict(os.environ), self.workdir / "nginx.log")
-
-    @staticmethod
-    def _wait_healthy(url: str, process: Process) -> None:
-        def healthy() -> bool:
-            process.check_running()
-            try:
-                return httpx2.get(f"{url}/healthz", timeout=2).status_code == 200
-            except httpx2.TransportError:
-                return False
-
-        assert wait_for(healthy, timeout=START_TIMEOUT, interval=0.1), (
-            f"{process.name} did not answer /healthz: {process.log.read_text(errors='replace')}"
-        )
 
 
 _UPSTREAM_SERVER = re.compile(r"(?m)^(\s*)server 127\.0\.0\.1:\d+;\n")
