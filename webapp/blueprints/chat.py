@@ -43,6 +43,7 @@ from webapp.services import (
     alternatives,
     conversation_budget,
     conversation_search,
+    deletions,
     replies,
     reply_runs,
     reply_states,
@@ -157,10 +158,7 @@ def set_fit_history(conversation_id: int) -> ResponseReturnValue:
 @bp.post("/c/<id:conversation_id>/delete")
 def delete(conversation_id: int) -> ResponseReturnValue:
     title = _own_conversation(conversation_id).title
-    # By id from here: stopping commits, and a second tab may delete it meanwhile.
-    owned = (Conversation.id == conversation_id) & (Conversation.user_id == current_user.id)
-    reply_runs.stop_unfinished(owned)
-    chats.delete_conversations(owned)
+    deletions.delete_conversation(current_user.id, conversation_id)
     flash(f"Deleted “{title}”.", "success")
     return redirect_for_htmx(url_for("chat.index"))
 

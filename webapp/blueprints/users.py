@@ -13,8 +13,8 @@ from flask_login import current_user
 from webapp.extensions import db
 from webapp.forms import NewUserForm, ResetPasswordForm, RoleForm, add_errors
 from webapp.htmx import redirect_for_htmx
-from webapp.models import Conversation, User
-from webapp.services import reply_runs, users
+from webapp.models import User
+from webapp.services import deletions, users
 from webapp.templating import plural
 
 bp = Blueprint("users", __name__, url_prefix="/users")
@@ -94,9 +94,7 @@ def delete(user_id: int) -> ResponseReturnValue:
     user = db.get_or_404(User, user_id)
     email = user.email
     try:
-        users.check_deletable(user_id)
-        reply_runs.stop_unfinished(Conversation.user_id == user_id)
-        count = users.delete_user(user_id)
+        count = deletions.delete_user(user_id)
     except users.LastAdminError as error:
         flash(f"Not deleted: {error}.", "error")
     except users.UserGone:
