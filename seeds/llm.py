@@ -261,6 +261,12 @@ LIMITED_MOCK_MODELS: tuple[dict[str, Any], ...] = (
 )
 
 
+def mock_base_url(session: Session) -> str | None:
+    """Where the seeded mock provider points (None when it is not there)."""
+    query = select(LLMProvider.base_url).where(LLMProvider.name == MOCK_PROVIDER_NAME)
+    return session.scalars(query).first()
+
+
 def seed_mock(session: Session, report: SeedReport, base_url: str) -> None:
     provider = _seed_provider(
         session, report, MOCK_PROVIDER_NAME, base_url, "/mock_llm/v1", requires_api_key=False

@@ -8,12 +8,10 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskCliRunner
-from sqlalchemy import select
 
-from seeds.llm import MOCK_PROVIDER_NAME
+from seeds import MOCK_PROVIDER_NAME, mock_base_url
 from webapp.cli import setup as setup_cli
 from webapp.extensions import db
-from webapp.models import LLMProvider
 
 
 @pytest.fixture
@@ -27,11 +25,6 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     monkeypatch.setattr(setup_cli, "run_simple", run_simple)
     monkeypatch.delenv("MOCK_LLM_BASE_URL", raising=False)
     return calls
-
-
-def mock_base_url() -> str:
-    query = select(LLMProvider.base_url).where(LLMProvider.name == MOCK_PROVIDER_NAME)
-    return db.session.scalars(query).one()
 
 
 @pytest.mark.parametrize(
@@ -50,7 +43,7 @@ def test_up_seeds_the_mock_at_the_address_it_serves(
     result = runner.invoke(args=["up", "--host", host, "--port", "8123"])
 
     assert result.exit_code == 0, result.output
-    assert mock_base_url() == address
+    assert mock_base_url(db.session) == address
     assert f"ModelDesk on {address}/" in result.output and "note:" not in result.output
     assert served == [(host, 8123)]
 
@@ -65,7 +58,7 @@ def test_a_set_mock_llm_base_url_wins(
     result = runner.invoke(args=["up", "--port", "8123"])
 
     assert result.exit_code == 0, result.output
-    assert mock_base_url() == "http://127.0.0.1:9001"
+    assert mock_base_url(db.session) == "http://127.0.0.1:9001"
     assert "note:" not in result.output
 
 
@@ -77,7 +70,7 @@ def test_serving_a_database_seeded_for_another_port_says_where_the_mock_points(
     result = runner.invoke(args=["up", "--port", "8124"])
 
     assert result.exit_code == 0, result.output
-    assert mock_base_url() == "http://127.0.0.1:8123"  # seeds never overwrite
+    assert mock_base_url(db.session) == "http://127.0.0.1:8123"  # seeds never overwrite
     assert (
         f"note: the {MOCK_PROVIDER_NAME} provider points at http://127.0.0.1:8123, "
         "not http://127.0.0.1:8124"

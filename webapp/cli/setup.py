@@ -8,13 +8,11 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 from flask_migrate import upgrade
-from sqlalchemy import select
 from werkzeug.serving import run_simple
 
-from seeds import seed_llm
-from seeds.llm import MOCK_PROVIDER_NAME
+from seeds import MOCK_PROVIDER_NAME, mock_base_url, seed_llm
 from webapp.extensions import db
-from webapp.models import LLMProvider, acting_as
+from webapp.models import acting_as
 from webapp.services.keys import KeyRotationError, rotate_encryption_key
 
 
@@ -103,9 +101,7 @@ def up_command(host: str, port: int) -> None:
     with acting_as("flask up"):
         report = seed_llm(db.session, config)
     click.echo(f"seeds: {len(report.created)} created, {len(report.existing)} already there")
-    mock = db.session.scalars(
-        select(LLMProvider.base_url).where(LLMProvider.name == MOCK_PROVIDER_NAME)
-    ).first()
+    mock = mock_base_url(db.session)
     expected = config["MOCK_LLM_BASE_URL"]
     if mock is not None and mock.rstrip("/") != expected.rstrip("/"):
         # Seeds never overwrite: a database first served elsewhere keeps that address.
