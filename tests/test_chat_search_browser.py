@@ -49,6 +49,9 @@ def test_typing_narrows_the_list_and_emptying_the_box_brings_it_back(
 
     listed_titles(page).first.click()
     expect(page).to_have_title("Garden plans · ModelDesk")
+    # The title changes at the swap; htmx wires up the new page's search box when it settles
+    # (20 ms later): typing before that would go unheard.
+    expect(page.locator(".htmx-settling")).to_have_count(0)
 
     search = page.get_by_role("searchbox", name="Search conversations")
     search.fill("lisbon")
